@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   create .venv, install, run a real Cora search (~4 min on 2 cores), write reports/cora/index.html
+#   make test   create .venv, install with test extras, run the test suite
+VENV       ?= .venv
+PYTHON     ?= python3
+# CPU-only machines pin the CPU build of torch; with an NVIDIA driver present pip picks torch freely.
+CONSTRAINT ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
+# Data: ../shared/data when this checkout sits beside it, else the tool's cache (downloads when online).
+export AUTOTRADEOFF_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export RAY_USAGE_STATS_ENABLED ?= 0
+export RAY_AUTH_MODE ?= disabled
+
+BUDGET ?= 0.05cpu-h
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint clean
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q $(CONSTRAINT) -e '.[test,postgres]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/autotradeoff search --task cora --budget $(BUDGET)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check autotradeoff tests benchmarks
+
+clean:
+	rm -rf $(VENV) studies/*.db studies/ray reports/cora

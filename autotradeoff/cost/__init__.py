@@ -1,0 +1,7 @@
+"""Cost meters shared by every task: latency, FLOPs, model size, hardware/software fingerprint."""
+
+from autotradeoff.cost.flops import count_flops
+from autotradeoff.cost.latency import LatencyStats, measure_latency
+from autotradeoff.cost.size import model_size
+
+__all__ = ["LatencyStats", "count_flops", "measure_latency", "model_size"]

@@ -1,0 +1,47 @@
+"""FLOPs of one call, counted by ``torch.utils.flop_counter``.
+
+Counted: what FlopCounterMode's registry counts (matmul, addmm, bmm, convolution, attention
+kernels; 2 FLOPs per multiply-add) plus, registered here, message aggregation of graph layers:
+``scatter_add_``/``scatter_reduce_``/``index_add_`` count one FLOP per aggregated source element.
+Not counted, as in flop_counter's own convention: element-wise ops (activations, normalisation,
+softmax, edge weighting). Run the model in eval mode so dropout adds nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["count_flops"]
+
+aten = torch.ops.aten
+
+
+def _aggregate_flops(self_shape, dim, index_shape, src_shape=None, *args, out_shape=None, **kwargs) -> int:
+    """One add per element scattered into the output (the source tensor's size)."""
+    shape = src_shape if isinstance(src_shape, (tuple, list, torch.Size)) else index_shape
+    return math.prod(shape)
+
+
+def _index_add_flops(self_shape, dim, index_shape, source_shape, *args, out_shape=None, **kwargs) -> int:
+    return math.prod(source_shape)
+
+
+_AGGREGATION = {
+    aten.scatter_add_.default: _aggregate_flops,
+    aten.scatter_add.default: _aggregate_flops,
+    aten.scatter_reduce_.two: _aggregate_flops,
+    aten.scatter_reduce.two: _aggregate_flops,
+    aten.index_add_.default: _index_add_flops,
+    aten.index_add.default: _index_add_flops,
+}
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Run ``fn()`` once without autograd and return the FLOPs it performed."""
+    with FlopCounterMode(display=False, custom_mapping=_AGGREGATION) as counter, torch.no_grad():
+        fn()
+    return int(counter.get_total_flops())

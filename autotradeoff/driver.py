@@ -1,0 +1,162 @@
+"""Ask/tell between a runner and the study: budget gating, charging, metrics and failures stored.
+
+The driver knows nothing of Ray: the Ray runner and the in-process runner both call ``ask`` for a
+config and ``tell`` with what the trial returned, so every rule lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from autotradeoff.budget import Budget, Charge
+from autotradeoff.space import SearchSpace
+from autotradeoff.study import OWNER_ATTR, SESSION_PREFIX, owner, spent
+
+__all__ = ["SearchDriver", "Progress"]
+
+
+@dataclass
+class Progress:
+    complete: int
+    failed: int
+    running: int
+    front_size: int
+    spent: float
+    budget: Budget
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.budget.amount - self.spent)
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    started: float
+    config: dict[str, Any]
+
+
+@dataclass
+class SearchDriver:
+    """Hands out configs while the budget covers them and records every outcome in the study.
+
+    ``resources``: what one trial holds ({"cpu": c, "gpu": g}); ``cluster_cpus``: all CPUs the runner
+    can use (a trial's device share, charged as gpu-h when no GPU exists, is ``c / cluster_cpus``).
+    """
+
+    study: optuna.Study
+    space: SearchSpace
+    budget: Budget
+    resources: dict[str, float]
+    cluster_cpus: float
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _running: dict[str, _Running] = field(default_factory=dict)
+    _started: float = field(default_factory=time.monotonic)
+    _previous_s: float = 0.0
+    _started_iso: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        self._previous_s = spent(self.study)["s"]
+        self._record_session()
+
+    # --- budget -----------------------------------------------------------------------------
+    def spent_now(self) -> float:
+        if self.budget.unit == "s":
+            return self._previous_s + self.elapsed()
+        return spent(self.study)[self.budget.unit]
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def _per_trial(self) -> float | None:
+        """Mean cost of a finished trial in the budget's unit (wall seconds for wall-clock budgets)."""
+        charges = [t.user_attrs["charge"] for t in self.study.get_trials(deepcopy=False) if "charge" in t.user_attrs]
+        if not charges:
+            return None
+        key = {"gpu-h": "gpu_h", "cpu-h": "cpu_h", "s": "wall_s", "trials": None}[self.budget.unit]
+        return 1.0 if key is None else sum(c[key] for c in charges) / len(charges)
+
+    def can_start(self) -> bool:
+        if self.budget.unit == "s":  # trials run side by side: only the clock matters
+            per_trial = self._per_trial() or 0.0
+            return self.spent_now() + per_trial <= self.budget.amount
+        return self.budget.can_start(spent=self.spent_now(), running=len(self._running), per_trial=self._per_trial())
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # --- ask / tell ---------------------------------------------------------------------------
+    def ask(self, key: str) -> dict[str, Any] | None:
+        """A config for a new trial under ``key`` (the runner's trial id), or None if the budget is out."""
+        if not self.can_start():
+            return None
+        trial = self.study.ask()
+        config = self.space.suggest(trial)
+        trial.set_user_attr("config", config)  # constants too, so export/trial can replay it whole
+        trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
+        if key:
+            trial.set_user_attr("runner_trial_id", key)
+        self._running[key] = _Running(trial, time.monotonic(), config)
+        return config
+
+    def tell(self, key: str, metrics: dict[str, Any] | None, *, error: str | None = None) -> int | None:
+        """Store a finished trial: COMPLETE with all metrics, or FAIL with ``error``. Returns its number."""
+        running = self._running.pop(key, None)
+        if running is None:
+            return None
+        trial = running.trial
+        wall = time.monotonic() - running.started
+        gpus = float(self.resources.get("gpu", 0.0))
+        cpus = float(self.resources.get("cpu", 1.0))
+        charge = Charge(wall_s=wall, cpus=cpus, gpus=gpus, device_share=cpus / max(self.cluster_cpus, cpus))
+        trial.set_user_attr("charge", charge.as_attrs())
+        values = None
+        if error is None:
+            error, values = self._objective_values(metrics or {})
+        if error is None:
+            for name, value in (metrics or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    trial.set_user_attr(name, float(value))
+            self.study.tell(trial, values)
+        else:
+            trial.set_user_attr("fail_reason", error[:2000])
+            self.study.tell(trial, state=TrialState.FAIL)
+        self._record_session()
+        return trial.number
+
+    def _objective_values(self, metrics: dict[str, Any]) -> tuple[str | None, list[float] | None]:
+        values = []
+        for objective in self.space.objectives:
+            value = metrics.get(objective.name)
+            if value is None:
+                return f"trial returned no objective {objective.name!r}", None
+            if not math.isfinite(float(value)):
+                return f"objective {objective.name} is {value}", None
+            values.append(float(value))
+        return None, values
+
+    def close(self, reason: str = "search stopped before the trial finished") -> None:
+        """Fail whatever is still running (interrupt, runner crash) and store this run's elapsed time."""
+        for key in list(self._running):
+            self.tell(key, None, error=reason)
+        self._record_session()
+
+    def _record_session(self) -> None:
+        self.study.set_user_attr(f"{SESSION_PREFIX}{self.session}", {
+            "elapsed_s": self.elapsed(), "started": self._started_iso, **owner()})
+
+    def progress(self) -> Progress:
+        trials = self.study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        front = self.study.best_trials if complete else []
+        return Progress(complete=len(complete), failed=sum(t.state == TrialState.FAIL for t in trials),
+                        running=self.running, front_size=len(front), spent=self.spent_now(), budget=self.budget)

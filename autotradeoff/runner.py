@@ -1,0 +1,138 @@
+"""Run a search: trials in parallel through Ray Tune, or one at a time in-process (``--runner local``).
+
+Ray Tune drives the trials through a small Searcher of ours that delegates to ``SearchDriver``
+(Optuna ask/tell). We don't use ``ray.tune.search.optuna.OptunaSearch``: it keeps its Optuna trials
+in private state and stores only objective values, while we must store every cost metric, the
+failure reason, the budget charge and the Ray trial id on each Optuna trial, and stop asking when
+the budget can't cover another trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autotradeoff.driver import Progress, SearchDriver
+from autotradeoff.trial import pick_device, run_trial
+
+__all__ = ["ray_cluster", "run_ray", "run_local", "trial_outcome"]
+
+OnProgress = Callable[[Progress], None]
+
+
+def trial_outcome(task: str, config: dict[str, Any], fidelity: dict[str, Any], device: str | None = None
+                  ) -> tuple[dict[str, float] | None, str | None]:
+    """Run one trial and catch what it raises: (metrics, None) or (None, "Type: message")."""
+    try:
+        return run_trial(task, config, fidelity, device=device), None
+    except Exception as exc:  # every trial failure is data for the study, not a crash of the search
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, f"{type(exc).__name__}: {message}"[:2000]
+
+
+def run_local(driver: SearchDriver, on_progress: OnProgress | None = None) -> None:
+    """One trial at a time in this process: same driver, same trial function, no Ray."""
+    number = 0
+    try:
+        while (config := driver.ask(key := f"local-{number}")) is not None:
+            number += 1
+            metrics, error = trial_outcome(driver.space.task, config, driver.space.fidelity)
+            driver.tell(key, metrics, error=error)
+            if on_progress:
+                on_progress(driver.progress())
+    finally:
+        driver.close()
+
+
+def _ray_env() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def ray_cluster(address: str | None, *, num_cpus: int | None = None, verbose: bool = False) -> dict[str, float]:
+    """Start (or join, with ``address``) Ray; return the cluster's resources."""
+    _ray_env()
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose,
+                                  "logging_level": logging.INFO if verbose else logging.ERROR}
+        if address:
+            kwargs["address"] = address
+        elif num_cpus:
+            kwargs["num_cpus"] = num_cpus
+        ray.init(**kwargs)
+    return dict(ray.cluster_resources())
+
+
+def _tune_trial(config: dict[str, Any], task: str, fidelity: dict[str, Any]) -> None:
+    """The Ray Tune trainable: run the trial function, report metrics or the failure as a result."""
+    import ray
+    from ray import tune
+
+    device = pick_device(len(ray.get_gpu_ids()))
+    metrics, error = trial_outcome(task, config, fidelity, device)
+    tune.report(metrics if error is None else {"autotradeoff_error": error})
+
+
+def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progress: OnProgress | None = None,
+            verbose: bool = False) -> None:
+    """Run trials through Ray Tune, at most ``workers`` at once, until the driver's budget is out."""
+    from ray import tune
+    from ray.tune import Callback
+    from ray.tune.search import Searcher
+
+    class StudySearcher(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric=[o.name for o in driver.space.objectives],
+                             mode=[o.direction for o in driver.space.objectives])
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            config = driver.ask(trial_id)
+            if config is None:
+                return Searcher.FINISHED if driver.running == 0 else None
+            return config
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if error:
+                return  # the callback below stores it, with the reason Ray recorded
+            error_text = (result or {}).get("autotradeoff_error")
+            driver.tell(trial_id, None if error_text else result, error=error_text)
+            if on_progress:
+                on_progress(driver.progress())
+
+    class FailureRecorder(Callback):
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            reason = "trial process died"
+            error_file = getattr(trial, "error_file", None)
+            if error_file and Path(error_file).is_file():
+                lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]
+                reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else reason)
+            driver.tell(trial.trial_id, None, error=f"worker failed: {reason.strip()}")
+            if on_progress:
+                on_progress(driver.progress())
+
+    if not verbose:
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    trainable = tune.with_resources(
+        tune.with_parameters(_tune_trial, task=driver.space.task, fidelity=driver.space.fidelity),
+        {key: value for key, value in driver.resources.items() if value > 0})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=StudySearcher(), num_samples=-1, max_concurrent_trials=workers,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=driver.study.study_name, storage_path=str(storage_path.resolve()),
+                                  verbose=1 if verbose else 0, callbacks=[FailureRecorder()],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    try:
+        tuner.fit()
+    finally:
+        driver.close()

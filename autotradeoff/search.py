@@ -1,0 +1,99 @@
+"""``search()``: the library entry point behind ``autotradeoff search`` (validate, resume, run, report)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import optuna
+
+from autotradeoff.budget import parse_budget
+from autotradeoff.driver import Progress, SearchDriver
+from autotradeoff.errors import UsageError
+from autotradeoff.space import load_space
+from autotradeoff.study import create_or_resume, default_storage, open_storage, reconcile, spent
+from autotradeoff.tasks import get_task
+
+__all__ = ["search", "SearchResult", "make_sampler", "default_workers"]
+
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
+@dataclass
+class SearchResult:
+    study: optuna.Study
+    storage_url: str
+    resumed: bool
+    reconciled: int
+    workers: int
+    new_trials: int
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """TPE (multivariate, constant liar for parallel workers), NSGA-II, or random."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UsageError(f"unknown sampler {name!r}; choices: {', '.join(SAMPLERS)}")
+
+
+def default_workers(cluster: dict[str, float], resources: dict[str, float]) -> int:
+    """How many trials the cluster holds at once, by CPUs and (when trials take one) GPU share."""
+    slots = math.floor(cluster.get("CPU", 1.0) / max(resources.get("cpu", 1.0), 1e-9))
+    if resources.get("gpu", 0.0) > 0:
+        slots = min(slots, math.floor(cluster.get("GPU", 0.0) / resources["gpu"] + 1e-9))
+    return max(1, slots)
+
+
+def search(task: str, budget: str, *, space: str | None = None, study: str | None = None,
+           storage: str | None = None, objectives: str | None = None, workers: int | None = None,
+           runner: str = "ray", ray_address: str | None = None, sampler: str = "tpe", seed: int | None = None,
+           on_start: Callable[[SearchResult, SearchDriver], Callable[[Progress], None] | None] | None = None,
+           ray_dir: Path = Path("studies/ray"), verbose: bool = False) -> SearchResult:
+    """Run (or resume) a search until ``budget`` is spent. All input is validated before anything runs."""
+    the_budget = parse_budget(budget)
+    the_task = get_task(task)
+    the_space = load_space(space or the_task.name, task_name=the_task.name, objectives=objectives)
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be a whole number >= 1; got {workers}")
+    study_name = study or the_space.name
+    url = storage or default_storage(study_name)
+    the_task.check_data()
+    opened = open_storage(url)
+    the_study, resumed = create_or_resume(opened, study_name, the_space, sampler=None)
+    stored = len(the_study.get_trials(deepcopy=False))
+    the_study.sampler = make_sampler(sampler, None if seed is None else seed + stored)
+    reconciled = reconcile(the_study)
+    if not resumed:  # the task's baseline is the first point, so the front is read against it
+        the_study.enqueue_trial(the_space.baseline(), skip_if_exists=True)
+
+    if runner == "ray":
+        from autotradeoff.runner import ray_cluster
+
+        cluster = ray_cluster(ray_address, verbose=verbose)
+    else:
+        cluster = {"CPU": float(the_space.fidelity.get("threads", 1))}
+    resources = the_task.resources(the_space.fidelity, gpus_available=cluster.get("GPU", 0) > 0)
+    n_workers = 1 if runner == "local" else (workers or default_workers(cluster, resources))
+    driver = SearchDriver(the_study, the_space, the_budget, resources, cluster_cpus=cluster.get("CPU", 1.0))
+    result = SearchResult(the_study, url, resumed, reconciled, n_workers, 0)
+    on_progress = on_start(result, driver) if on_start else None
+    if runner == "ray":
+        from autotradeoff.runner import run_ray
+
+        run_ray(driver, workers=n_workers, storage_path=ray_dir, on_progress=on_progress, verbose=verbose)
+    else:
+        from autotradeoff.runner import run_local
+
+        run_local(driver, on_progress=on_progress)
+    result.new_trials = len(the_study.get_trials(deepcopy=False)) - stored
+    return result
+
+
+def budget_spent(study: optuna.Study, unit: str) -> float:
+    return spent(study)[unit]

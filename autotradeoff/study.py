@@ -1,0 +1,140 @@
+"""Optuna studies as the single source of truth: storage URLs, create/resume, reconcile, the ledger.
+
+Stored per study (user attrs): ``autotradeoff:space`` (task, objectives, searched knobs: what must
+match to resume), ``autotradeoff:fidelity``, ``autotradeoff:session:<id>`` (each search run's
+elapsed wall time). Per trial: every metric as a user attr, ``charge`` (what the trial consumed),
+``fail_reason``, ``runner_trial_id`` (Ray's trial id), ``autotradeoff:owner`` (host, pid of the driver).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotradeoff.errors import UsageError
+from autotradeoff.space import SearchSpace
+
+__all__ = ["default_storage", "open_storage", "create_or_resume", "load_study", "reconcile",
+           "spent", "owner", "OWNER_ATTR", "SPACE_ATTR", "FIDELITY_ATTR", "SESSION_PREFIX", "redact"]
+
+OWNER_ATTR = "autotradeoff:owner"
+SPACE_ATTR = "autotradeoff:space"
+FIDELITY_ATTR = "autotradeoff:fidelity"
+SESSION_PREFIX = "autotradeoff:session:"
+STUDIES_DIR = Path("studies")
+
+
+def default_storage(study_name: str) -> str:
+    """``sqlite:///studies/<study>.db`` relative to the working directory."""
+    return f"sqlite:///{STUDIES_DIR / f'{study_name}.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage for any SQLAlchemy URL; UsageError (one line) when it can't be opened."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise UsageError(f"bad storage URL {url!r}; expected an SQLAlchemy URL such as "
+                         "sqlite:///studies/x.db or postgresql://user:pass@host:5432/db") from None
+    engine_kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise UsageError(f"storage {url!r}: an in-memory SQLite database would lose the study; give a file path")
+        path = Path(database)
+        if must_exist and not path.is_file():
+            raise UsageError(f"no study database at {path}; run `autotradeoff search` first or pass --storage")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait on a busy file instead of failing
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot open storage {redact(url)!r}: {reason}") from None
+
+
+def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """An existing study; UsageError lists the studies in the storage when ``name`` isn't one."""
+    names = [s.study_name for s in storage.get_all_studies()]
+    if name not in names:
+        raise UsageError(f"unknown study {name!r}; studies in this storage: {', '.join(names) or '(none)'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_or_resume(storage: optuna.storages.BaseStorage, name: str, space: SearchSpace,
+                     sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Study, bool]:
+    """Create the study, or resume it when it exists with the same task, objectives and knobs."""
+    existing = {s.study_name for s in storage.get_all_studies()}
+    if name in existing:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        stored = study.user_attrs.get(SPACE_ATTR)
+        if stored != space.signature():
+            raise UsageError(f"study {name!r} exists with a different space {stored}; got {space.signature()}. "
+                             "Use another --study name to search this space.")
+        return study, True
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                directions=[o.optuna_direction for o in space.objectives], load_if_exists=True)
+    study.set_metric_names([o.name for o in space.objectives])
+    study.set_user_attr(SPACE_ATTR, space.signature())
+    study.set_user_attr(FIDELITY_ATTR, space.fidelity)
+    study.set_user_attr("autotradeoff:space_file", space.source)
+    return study, False
+
+
+def owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reconcile(study: optuna.Study) -> int:
+    """Fail trials left RUNNING by a search process on this host that no longer exists. Returns count.
+
+    Trials owned by another host are left alone: only that host can tell whether they still run.
+    """
+    failed = 0
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = trial.user_attrs.get(OWNER_ATTR) or {}
+        if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
+            continue
+        reason = f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; failed on resume"
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        failed += 1
+    return failed
+
+
+def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, float]:
+    """Budget spent so far in every unit, derived from what the study stores (never double-counted)."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
+    sessions = [v.get("elapsed_s", 0.0) for k, v in study.user_attrs.items() if k.startswith(SESSION_PREFIX)]
+    return {"gpu-h": sum(c["gpu_h"] for c in charges), "cpu-h": sum(c["cpu_h"] for c in charges),
+            "trials": float(len(charges)), "s": float(sum(sessions))}

@@ -1,0 +1,41 @@
+"""Task registry: name -> lazily imported factory ("module:attribute"), so only graph tasks pay for PyG.
+
+A task can also be given as an import path, ``mypackage.tasks:MyTask``, for tasks outside this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+from autotradeoff.errors import UsageError
+from autotradeoff.tasks.base import Task
+
+__all__ = ["TASKS", "Task", "get_task", "task_names"]
+
+TASKS: dict[str, str] = {
+    "cora": "autotradeoff.tasks.planetoid:cora",
+}
+
+
+def task_names() -> list[str]:
+    return sorted(TASKS)
+
+
+@lru_cache(maxsize=None)
+def get_task(name: str) -> Task:
+    """The task called ``name`` (a registry name or ``module:attribute``); UsageError lists choices."""
+    target = TASKS.get(name)
+    if target is None and ":" in name:
+        target = name
+    if target is None:
+        raise UsageError(f"unknown task {name!r}; choices: {', '.join(task_names())} (or module:attribute)")
+    module_name, _, attribute = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load task {name!r} from {target!r}: {exc}") from None
+    task = factory() if not isinstance(factory, Task) else factory
+    if not isinstance(task, Task):
+        raise UsageError(f"task {name!r}: {target!r} did not give a Task; got {type(task).__name__}")
+    return task

@@ -1,0 +1,58 @@
+"""The Task interface: what a task declares (knobs, fidelity, metrics) and the one call it answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autotradeoff.space import Knob
+
+__all__ = ["Task"]
+
+
+class Task:
+    """A task knows its data, model and metrics. Subclasses set the tables and implement ``run``.
+
+    ``knobs``: what a search space may search; each default is the baseline ("off") value.
+    ``fidelity``: settings that trade trial cost for measurement quality (not searched).
+    ``metrics``: every metric ``run`` returns, with its natural direction ("max"/"min").
+    """
+
+    name: str = ""
+    description: str = ""
+    knobs: dict[str, Knob] = {}
+    fidelity: dict[str, Knob] = {}
+    metrics: dict[str, str] = {}
+    default_objectives: tuple[str, ...] = ("accuracy", "latency_ms")
+
+    def fill_fidelity(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Fidelity with defaults filled in and every given value validated."""
+        given = dict(given or {})
+        unknown = set(given) - set(self.fidelity)
+        if unknown:
+            from autotradeoff.errors import UsageError
+            raise UsageError(f"unknown fidelity setting {sorted(unknown)[0]!r} for task {self.name}; "
+                             f"choices: {', '.join(self.fidelity)}.")
+        return {name: knob.check(given[name], f"fidelity.{name}") if name in given else knob.default
+                for name, knob in self.fidelity.items()}
+
+    def fill_config(self, given: dict[str, Any], where: str = "config") -> dict[str, Any]:
+        """A complete, validated config: given knobs checked, the rest at their defaults."""
+        unknown = set(given) - set(self.knobs)
+        if unknown:
+            from autotradeoff.errors import UsageError
+            raise UsageError(f"{where}: unknown knob {sorted(unknown)[0]!r} for task {self.name}; "
+                             f"choices: {', '.join(self.knobs)}.")
+        return {name: knob.check(given[name], f"{where}.{name}") if name in given else knob.default
+                for name, knob in self.knobs.items()}
+
+    def resources(self, fidelity: dict[str, Any], *, gpus_available: bool) -> dict[str, float]:
+        """Ray resources one trial holds: CPUs (= torch threads) and a GPU share when GPUs exist."""
+        return {"cpu": float(fidelity.get("threads", 1)),
+                "gpu": float(fidelity.get("gpu_share", 0.0)) if gpus_available else 0.0}
+
+    def check_data(self) -> None:
+        """Raise DataMissingError now (in the driver) rather than in every trial."""
+
+    def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """Train and evaluate one complete config; return every metric in ``self.metrics``."""
+        raise NotImplementedError
