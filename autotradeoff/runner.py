@@ -89,9 +89,8 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
     from ray.tune.search import Searcher
 
     class StudySearcher(Searcher):
-        def __init__(self) -> None:
-            super().__init__(metric=[o.name for o in driver.space.objectives],
-                             mode=[o.direction for o in driver.space.objectives])
+        # No metric/mode for Tune: objectives live in the study, and a failed trial reports no metric
+        # (Tune would reject such a result if it knew the metric names).
 
         def suggest(self, trial_id: str) -> dict | str | None:
             config = driver.ask(trial_id)

@@ -34,6 +34,10 @@ class Knob:
     log: bool = False
     choices: tuple = ()
     help: str = ""
+    when: tuple[tuple[str, tuple], ...] = ()  # searched only if every named knob has one of the values
+
+    def active(self, config: dict[str, Any]) -> bool:
+        return all(config.get(name) in values for name, values in self.when)
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -92,9 +96,15 @@ class SearchSpace:
     task_knobs: dict[str, Knob] = field(default_factory=dict, repr=False)
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        """Define-by-run: the full config for one Optuna trial (searched knobs + constants)."""
-        config = {name: knob.suggest(trial) for name, knob in self.searched.items()}
-        return {**self.constants, **config}
+        """Define-by-run: the full config for one Optuna trial (searched knobs + constants).
+
+        A conditional knob (``when:``) whose condition fails is not asked for; it keeps the task's
+        default, so the config stays complete and Optuna only models the knobs that mattered.
+        """
+        config = dict(self.constants)
+        for name, knob in self.searched.items():  # conditional knobs come after their parents
+            config[name] = knob.suggest(trial) if knob.active(config) else self.task_knobs[name].default
+        return config
 
     def baseline(self) -> dict[str, Any]:
         """The searched knobs at the task's default ("off") values, clipped into this space."""
@@ -178,12 +188,12 @@ def _knob_range(knob: Knob, spec: Any, where: str) -> tuple[Knob | None, Any]:
     """A YAML knob entry -> (searched Knob, None) or (None, constant value)."""
     if not isinstance(spec, dict):
         return None, knob.check(spec, where)
-    allowed = {"value"} | ({"choices"} if knob.kind == "categorical" else {"low", "high", "log"})
+    allowed = {"value", "when"} | ({"choices"} if knob.kind == "categorical" else {"low", "high", "log"})
     unknown = set(spec) - allowed
     if unknown:
         raise UsageError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}.")
     if "value" in spec:
-        if len(spec) > 1:
+        if len(spec) > 1 or "when" in spec:
             raise UsageError(f"{where}: 'value' fixes the knob and cannot be combined with {sorted(set(spec) - {'value'})}.")
         return None, knob.check(spec["value"], f"{where}.value")
     if knob.kind == "categorical":
@@ -210,6 +220,19 @@ def _knob_range(knob: Knob, spec: Any, where: str) -> tuple[Knob | None, Any]:
     return replace(knob, low=low, high=high, log=log), None
 
 
+def _conditions(spec: Any, where: str, known: dict[str, Knob]) -> tuple[tuple[str, tuple], ...]:
+    """``when: {model: [gat]}`` -> (("model", ("gat",)),); parents must come earlier in the YAML."""
+    if not isinstance(spec, dict) or not spec:
+        raise UsageError(f"{where}.when must map an earlier knob to its value(s), e.g. {{model: [gat]}}; got {spec!r}.")
+    out = []
+    for parent, values in spec.items():
+        if parent not in known:
+            raise UsageError(f"{where}.when: {parent!r} is not a knob listed before it; choices: {', '.join(known) or '(none)'}.")
+        values = values if isinstance(values, list) else [values]
+        out.append((parent, tuple(known[parent].check(v, f"{where}.when.{parent}") for v in values)))
+    return tuple(out)
+
+
 def build_space(data: Any, *, source: str, task: Any, objectives_override: str | None = None) -> SearchSpace:
     """Validate parsed YAML ``data`` against ``task``'s declared knobs, fidelity and metrics."""
     if not isinstance(data, dict):
@@ -228,6 +251,9 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
         if name not in task.knobs:
             raise UsageError(f"{source}: unknown knob {name!r} for task {task.name}; choices: {', '.join(task.knobs)}.")
         knob, value = _knob_range(task.knobs[name], spec, f"{source}: knobs.{name}")
+        if knob is not None and isinstance(spec, dict) and "when" in spec:
+            known = {n: task.knobs[n] for n in (*constants, *searched)}
+            knob = replace(knob, when=_conditions(spec["when"], f"{source}: knobs.{name}", known))
         if knob is None:
             constants[name] = value
         else:

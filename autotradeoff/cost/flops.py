@@ -30,13 +30,14 @@ def _index_add_flops(self_shape, dim, index_shape, source_shape, *args, out_shap
     return math.prod(source_shape)
 
 
+# FlopCounterMode looks formulas up by overload packet (aten.scatter_add_), not overload (.default)
 _AGGREGATION = {
-    aten.scatter_add_.default: _aggregate_flops,
-    aten.scatter_add.default: _aggregate_flops,
-    aten.scatter_reduce_.two: _aggregate_flops,
-    aten.scatter_reduce.two: _aggregate_flops,
-    aten.index_add_.default: _index_add_flops,
-    aten.index_add.default: _index_add_flops,
+    aten.scatter_add_: _aggregate_flops,
+    aten.scatter_add: _aggregate_flops,
+    aten.scatter_reduce_: _aggregate_flops,
+    aten.scatter_reduce: _aggregate_flops,
+    aten.index_add_: _index_add_flops,
+    aten.index_add: _index_add_flops,
 }
 
 

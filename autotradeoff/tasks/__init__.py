@@ -6,7 +6,7 @@ A task can also be given as an import path, ``mypackage.tasks:MyTask``, for task
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 
 from autotradeoff.errors import UsageError
 from autotradeoff.tasks.base import Task
@@ -22,7 +22,7 @@ def task_names() -> list[str]:
     return sorted(TASKS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_task(name: str) -> Task:
     """The task called ``name`` (a registry name or ``module:attribute``); UsageError lists choices."""
     target = TASKS.get(name)

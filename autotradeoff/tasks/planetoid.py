@@ -46,20 +46,25 @@ def _stage_raw(source: Path, stage: Path, prefix: str) -> None:
             pickle.dump(value, handle, protocol=2)
 
 
+def find_raw(name: str) -> Path:
+    """The folder holding ``ind.<name>.*``; PyG downloads it into the cache when online and missing."""
+
+    def download(target: Path) -> None:
+        from torch_geometric.datasets import Planetoid
+
+        Planetoid(str(target.parent.parent), name)  # PyG's own download into <root>/<Name>/raw
+
+    return find_files(f"planetoid/{name}/raw", [f"ind.{name.lower()}.{f}" for f in _CORE_FILES],
+                      what=f"Planetoid {name}", download=download)
+
+
 @lru_cache(maxsize=4)
 def load_planetoid(name: str):
     """The PyG ``Data`` of a Planetoid graph (public split), cached per process."""
     from torch_geometric.datasets import Planetoid
 
-    prefix = name.lower()
-
-    def download(target: Path) -> None:
-        Planetoid(str(target.parent.parent), name)  # PyG's own download into <root>/<Name>/raw
-
-    raw = find_files(f"planetoid/{name}/raw", [f"ind.{prefix}.{f}" for f in _CORE_FILES],
-                     what=f"Planetoid {name}", download=download)
     root = cache_dir() / "planetoid"
-    _stage_raw(raw, root / name / "raw", prefix)
+    _stage_raw(find_raw(name), root / name / "raw", name.lower())
     return Planetoid(str(root), name)[0]
 
 
@@ -141,7 +146,7 @@ class PlanetoidTask(Task):
         self.description = f"Planetoid {dataset} node classification (public split), GCN/GAT/SAGE"
 
     def check_data(self) -> None:
-        load_planetoid(self.dataset)
+        find_raw(self.dataset)
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         data = load_planetoid(self.dataset).to(device)

@@ -1,0 +1,34 @@
+"""A small task loaded by import path (``plugin_tasks:flaky``) that fails on purpose, so the engine's
+handling of raising, NaN-returning and dying trials is tested through the real Optuna/Ray path."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from autotradeoff.space import Knob
+from autotradeoff.tasks.base import Task
+
+
+class FlakyTask(Task):
+    name = "plugin_tasks:flaky"
+    description = "test task: accuracy peaks at x=0.3; mode makes the trial raise, return NaN or kill its process"
+    knobs = {
+        "x": Knob("x", "float", 0.5, 0.0, 1.0),
+        "mode": Knob("mode", "categorical", "ok", choices=("ok", "raise", "nan", "die")),
+    }
+    fidelity = {"threads": Knob("threads", "int", 1, 1, 8), "gpu_share": Knob("gpu_share", "float", 0.0, 0.0, 1.0)}
+    metrics = {"accuracy": "max", "latency_ms": "min"}
+
+    def run(self, config, fidelity, *, device):
+        time.sleep(0.05)
+        if config["mode"] == "raise":
+            raise RuntimeError(f"boom at x={config['x']:.3f}")
+        if config["mode"] == "die":
+            os._exit(3)
+        accuracy = float("nan") if config["mode"] == "nan" else 1.0 - (config["x"] - 0.3) ** 2
+        return {"accuracy": accuracy, "latency_ms": 1.0 + 10.0 * config["x"]}
+
+
+def flaky() -> FlakyTask:
+    return FlakyTask()

@@ -1,0 +1,79 @@
+"""Bad input at the command line: one line naming the value, exit code 2, no traceback, nothing lost."""
+
+import hashlib
+
+import pytest
+from conftest import SMALL_CORA, run_cli
+
+FLAKY = "task: plugin_tasks:flaky\nobjectives: {accuracy: max, latency_ms: min}\nknobs: {x: {low: 0.0, high: 1.0}}\n"
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A real stored study (in-process runner) that bad commands must leave untouched."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "flaky.yaml").write_text(FLAKY)
+    (root / "bad.yaml").write_text(SMALL_CORA.replace("layers: {low: 1, high: 2}", "layers: {low: 3, high: 2}"))
+    (root / "empty").mkdir()
+    done = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "3trials",
+                   "--runner", "local", "--study", "keep", "--no-progress", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+CASES = [
+    (["search", "--task", "sst3", "--budget", "1trials"], "unknown task 'sst3'; choices: cora"),
+    (["search", "--task", "cora", "--budget", "20gpus"], "bad budget '20gpus'; expected a positive number followed by one of gpu-h, cpu-h"),
+    (["search", "--task", "cora", "--budget=-3h"], "bad budget '-3h'"),
+    (["search", "--task", "cora", "--budget", "2trials", "--space", "bad.yaml"], "bad.yaml: knobs.layers: low must be <= high; got low=3, high=2"),
+    (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"], "unknown search space 'nope'; choices: cora"),
+    (["search", "--task", "cora", "--budget", "2trials", "--objectives", "accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
+    (["search", "--task", "cora", "--budget", "2trials", "--workers", "0"], "--workers must be a whole number >= 1; got 0"),
+    (["search", "--task", "cora", "--budget", "2trials", "--storage", "notadb://x"], "cannot open storage 'notadb://x'"),
+    (["search", "--task", "cora", "--budget", "2trials", "--storage", "postgresql://me:secret@127.0.0.1:1/db"],
+     "cannot open storage 'postgresql://me:***@127.0.0.1:1/db'"),
+    (["search", "--task", "cora"], "the following arguments are required: --budget"),
+    (["search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "2trials", "--study", "keep",
+      "--objectives", "accuracy,latency_ms:max"], "study 'keep' exists with a different space"),
+    (["front", "--study", "nosuch"], "no study database at studies/nosuch.db"),
+    (["front", "--study", "nosuch", "--storage", "sqlite:///studies/keep.db"], "unknown study 'nosuch'; studies in this storage: keep"),
+    (["export", "--study", "keep", "--trial", "99", "-o", "x.yaml"], "has no trial 99; trials are 0..2"),
+    (["export", "--study", "keep", "--pick", "min", "-o", "x.yaml"], "bad pick rule 'min'"),
+    (["trial", "--task", "cora", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    (["trial", "--task", "cora", "--config", "flaky.yaml"], "flaky.yaml: unknown knob 'knobs' for task cora; choices: model"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(c[0][:3]) + f" #{i}" for i, c in enumerate(CASES)])
+def test_bad_input_exits_2_with_one_line_and_keeps_the_study(stored, args, message):
+    db = stored / "studies" / "keep.db"
+    before = digest(db)
+    result = run_cli(*args, cwd=stored, timeout=120)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0]
+    assert digest(db) == before
+
+
+@pytest.mark.parametrize("data, message", [
+    ("/does/not/exist", "AUTOTRADEOFF_DATA='/does/not/exist' is not a directory"),
+    ("empty", "Planetoid Cora not found: looked for ind.cora.tx"),
+])
+def test_bad_data_directory_exits_2_naming_where_it_looked(stored, data, message):
+    path = data if data.startswith("/") else str(stored / data)
+    result = run_cli("search", "--task", "cora", "--budget", "1trials", cwd=stored,
+                     env={"AUTOTRADEOFF_DATA": path, "AUTOTRADEOFF_CACHE": str(stored / "empty-cache")})
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (stored / "studies" / "cora.db").exists()  # nothing created before the data was found
+
+
+def test_listing_commands(stored):
+    tasks = run_cli("tasks", cwd=stored)
+    assert tasks.returncode == 0 and "cora" in tasks.stdout and "edge_drop" in tasks.stdout
+    spaces = run_cli("spaces", cwd=stored)
+    assert spaces.returncode == 0 and "accuracy:max, latency_ms:min" in spaces.stdout

@@ -1,0 +1,98 @@
+"""The engine with the in-process runner: real Optuna SQLite storage, real Cora, budgets and resume."""
+
+import socket
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autotradeoff.search import search
+from autotradeoff.study import OWNER_ATTR, open_storage, spent
+
+FLAKY = """\
+task: plugin_tasks:flaky
+objectives: {accuracy: max, latency_ms: min}
+knobs:
+  x: {low: 0.0, high: 1.0}
+  mode: {choices: [ok, raise, nan]}
+"""
+
+
+@pytest.fixture
+def flaky_space(tmp_path):
+    path = tmp_path / "flaky.yaml"
+    path.write_text(FLAKY)
+    return str(path)
+
+
+def test_local_search_stores_metrics_charges_and_resumes_without_double_charging(tmp_path, monkeypatch, small_cora_space):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = search("cora", "3trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1)
+    study = first.study
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert study.metric_names == ["accuracy", "latency_ms"]
+    base = trials[0].user_attrs["config"]
+    assert base["model"] == "gcn" and base["hidden"] == 16 and base["layers"] == 2  # the baseline goes first
+    for trial in trials:
+        assert {"accuracy", "latency_ms", "flops", "params", "train_time_s"} <= set(trial.user_attrs)
+        assert trial.values == [trial.user_attrs["accuracy"], trial.user_attrs["latency_ms"]]
+        assert trial.user_attrs["charge"]["cpu_h"] > 0
+    spent_before = spent(study)
+    second = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1)
+    assert second.resumed and second.new_trials == 2
+    again = optuna.load_study(study_name="s", storage=url)
+    assert len(again.trials) == 5 and spent(again)["trials"] == 5
+    assert spent(again)["cpu-h"] > spent_before["cpu-h"]
+    assert sum(k.startswith("autotradeoff:session:") for k in again.user_attrs) == 2
+    third = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local")
+    assert third.new_trials == 0  # budget already spent: nothing runs, nothing is charged again
+    assert spent(optuna.load_study(study_name="s", storage=url))["trials"] == 5
+
+
+def test_failing_trials_are_stored_with_reason_and_the_search_goes_on(tmp_path, monkeypatch, flaky_space):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    result = search("plugin_tasks:flaky", "12trials", space=flaky_space, study="f", storage=url,
+                    runner="local", sampler="random", seed=3)
+    trials = result.study.get_trials()
+    assert len(trials) == 12
+    modes = {t.user_attrs["config"]["mode"] for t in trials}
+    assert modes == {"ok", "raise", "nan"}
+    for trial in trials:
+        mode = trial.user_attrs["config"]["mode"]
+        if mode == "ok":
+            assert trial.state == TrialState.COMPLETE
+        else:
+            assert trial.state == TrialState.FAIL
+            expected = "RuntimeError: boom at x=" if mode == "raise" else "TrialFailed: non-finite metric accuracy=nan"
+            assert trial.user_attrs["fail_reason"].startswith(expected)
+            assert "charge" in trial.user_attrs  # failed trials still used the budget
+
+
+def test_resume_fails_trials_left_running_by_a_dead_search_only(tmp_path, monkeypatch, flaky_space):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    search("plugin_tasks:flaky", "2trials", space=flaky_space, study="r", storage=url, runner="local")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = optuna.load_study(study_name="r", storage=open_storage(url))
+    orphan, elsewhere = study.ask(), study.ask()
+    orphan.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": int(dead.stdout)})
+    elsewhere.set_user_attr(OWNER_ATTR, {"host": "another-machine", "pid": 1})
+    result = search("plugin_tasks:flaky", "3trials", space=flaky_space, study="r", storage=url, runner="local")
+    assert result.reconciled == 1
+    states = {t.number: t for t in optuna.load_study(study_name="r", storage=url).trials}
+    assert states[orphan.number].state == TrialState.FAIL
+    assert "which is gone; failed on resume" in states[orphan.number].user_attrs["fail_reason"]
+    assert states[elsewhere.number].state == TrialState.RUNNING  # only its own host can judge it
+
+
+def test_wall_clock_budget_stops_starting_trials(tmp_path, monkeypatch, flaky_space):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    result = search("plugin_tasks:flaky", "3s", space=flaky_space, study="w", storage=url, runner="local")
+    used = spent(result.study)["s"]
+    assert 2.5 <= used <= 4.0 and len(result.study.trials) >= 5

@@ -1,0 +1,125 @@
+"""End to end as a user runs it: `autotradeoff search` through real Ray Tune on real Cora, resume,
+front, export, trial re-run, failing trials through Ray workers, and the dashboard."""
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+
+import optuna
+import pytest
+import yaml
+from conftest import CLI, run_cli
+from optuna.trial import TrialState
+
+pytestmark = pytest.mark.integration
+
+FLAKY = """\
+task: plugin_tasks:flaky
+objectives: {accuracy: max, latency_ms: min}
+knobs:
+  x: {low: 0.0, high: 1.0}
+  mode: {choices: [ok, raise, nan, die]}
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from conftest import SMALL_CORA
+
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "small.yaml").write_text(SMALL_CORA)
+    (root / "flaky.yaml").write_text(FLAKY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def searched(workdir):
+    first = run_cli("search", "--task", "cora", "--space", "small.yaml", "--budget", "6trials", "--workers", "2",
+                    "--study", "e2e", "--seed", "0", cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return workdir, first
+
+
+def load(workdir, name="e2e"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'studies' / f'{name}.db'}")
+
+
+def test_ray_search_stores_trials_and_writes_the_report(searched):
+    workdir, result = searched
+    study = load(workdir)
+    trials = study.get_trials()
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["runner_trial_id"] for t in trials}) == 6  # Ray's trial id on each Optuna trial
+    assert "Pareto front of study 'e2e'" in result.stdout and "front=" in result.stderr
+    html = (workdir / "reports" / "e2e" / "index.html").read_text()
+    assert "Pareto front" in html and "Hypervolume history" in html and len(html) > 1_000_000  # plotly.js inlined
+
+
+def test_rerunning_the_command_resumes_the_study(searched):
+    workdir, _ = searched
+    again = run_cli("search", "--task", "cora", "--space", "small.yaml", "--budget", "8trials", "--workers", "2",
+                    "--study", "e2e", cwd=workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "study 'e2e' resumed" in again.stdout and "2 new trial(s)" in again.stdout
+    study = load(workdir)
+    assert len(study.trials) == 8 and sum(k.startswith("autotradeoff:session:") for k in study.user_attrs) == 2
+
+
+def test_front_export_and_trial_reproduce_the_chosen_config(searched):
+    workdir, _ = searched
+    front = run_cli("front", "--study", "e2e", cwd=workdir)
+    assert front.returncode == 0 and "accuracy" in front.stdout and "latency_ms" in front.stdout
+    export = run_cli("export", "--study", "e2e", "--pick", "accuracy>=max-0.02, min latency_ms", "-o", "chosen.yaml",
+                     cwd=workdir)
+    assert export.returncode == 0, export.stderr
+    record = yaml.safe_load((workdir / "chosen.yaml").read_text())
+    assert record["task"] == "cora" and record["on_pareto_front"]
+    assert {"python", "cpu", "packages"} <= set(record["fingerprint"])
+    rerun = run_cli("trial", "--task", "cora", "--config", "chosen.yaml", cwd=workdir)
+    assert rerun.returncode == 0, rerun.stderr
+    row = next(line.split() for line in rerun.stdout.splitlines() if line.startswith("accuracy "))
+    assert float(row[1]) == pytest.approx(record["metrics"]["accuracy"], abs=1e-6)  # same seed, same code path
+
+
+def test_failing_trials_through_ray_are_stored_with_reasons(workdir):
+    result = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "14trials",
+                     "--workers", "2", "--study", "flaky", "--sampler", "random", "--seed", "5", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = load(workdir, "flaky").get_trials()
+    assert len(trials) == 14
+    reasons = {"raise": "RuntimeError: boom", "nan": "non-finite metric accuracy=nan", "die": "worker failed"}
+    seen = set()
+    for trial in trials:
+        mode = trial.user_attrs["config"]["mode"]
+        seen.add(mode)
+        if mode == "ok":
+            assert trial.state == TrialState.COMPLETE
+        else:
+            assert trial.state == TrialState.FAIL and reasons[mode] in trial.user_attrs["fail_reason"]
+    assert seen == {"ok", "raise", "nan", "die"}
+
+
+def test_dashboard_serves_the_study_on_loopback(searched):
+    workdir, _ = searched
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(CLI), "dashboard", "--study", "e2e", "--port", str(port)], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, body = time.time() + 60, None
+        while time.time() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, "dashboard did not answer within 60 s"
+        assert [s["study_name"] for s in body["study_summaries"]] == ["e2e"]
+        assert body["study_summaries"][0]["directions"] == ["maximize", "minimize"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/dashboard/studies/" in out

@@ -1,0 +1,78 @@
+import optuna
+import pytest
+from conftest import REPO, SMALL_CORA
+
+from autotradeoff.errors import UsageError
+from autotradeoff.space import load_space
+
+
+def write(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_shipped_cora_space_is_valid_and_samples_inside_its_ranges():
+    space = load_space("cora")
+    assert space.task == "cora" and [str(o) for o in space.objectives] == ["accuracy:max", "latency_ms:min"]
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        config = space.suggest(study.ask())
+        for name, knob in space.searched.items():
+            if knob.active(config):
+                assert knob.check(config[name], name) == config[name]
+        if config["model"] != "gat":
+            assert config["heads"] == space.task_knobs["heads"].default
+
+
+def test_conditional_knob_is_only_asked_when_its_parent_matches():
+    space = load_space("cora")
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    asked = [study.ask() for _ in range(40)]
+    configs = [space.suggest(t) for t in asked]
+    for trial, config in zip(asked, configs):
+        assert ("heads" in trial.params) == (config["model"] == "gat")
+
+
+def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
+    space = load_space(write(tmp_path, SMALL_CORA))
+    base = space.baseline()
+    assert base["model"] == "gcn" and base["layers"] == 2 and base["hidden"] == 16
+    assert base["epochs"] == 30  # default 200 clipped to the space's high
+
+
+@pytest.mark.parametrize("change, message", [
+    (("layers: {low: 1, high: 2}", "layerz: {low: 1, high: 2}"), "unknown knob 'layerz' for task cora; choices: model"),
+    (("layers: {low: 1, high: 2}", "layers: {low: 3, high: 2}"), "knobs.layers: low must be <= high; got low=3, high=2"),
+    (("layers: {low: 1, high: 2}", "layers: {low: 1, high: 12}"), "knobs.layers.high must be an int in [1, 6]; got 12."),
+    (("layers: {low: 1, high: 2}", "layers: {low: 1.5, high: 2}"), "knobs.layers.low must be an int in [1, 6]; got 1.5."),
+    (("layers: {low: 1, high: 2}", "layers: {low: 1, hi: 2}"), "knobs.layers: unknown key 'hi'; allowed:"),
+    (("model: {choices: [gcn, sage]}", "model: {choices: [gcn, mlp]}"), "knobs.model.choices[1] must be one of gcn, gat, sage; got 'mlp'."),
+    (("model: {choices: [gcn, sage]}", "model: {choices: []}"), "knobs.model.choices must be a non-empty list"),
+    (("lr: {low: 0.005, high: 0.05, log: true}", "lr: {low: 0.0, high: 0.05, log: true}"), "lr.low must be a float in [1e-05, 1]"),
+    (("latency_repeats: 5", "latency_repeatz: 5"), "unknown fidelity setting 'latency_repeatz'"),
+    (("{accuracy: max, latency_ms: min}", "{accuracy: max, speed: min}"), "unknown metric 'speed'; choices: accuracy"),
+    (("{accuracy: max, latency_ms: min}", "{accuracy: max}"), "needs at least 2 objectives"),
+    (("{accuracy: max, latency_ms: min}", "{accuracy: up, latency_ms: min}"), "objectives.accuracy must be max or min; got 'up'"),
+    (("task: cora", "task: cora\nsampler: tpe"), "unknown key 'sampler'; allowed:"),
+    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cora"),
+    (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
+    (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
+])
+def test_bad_space_yaml_gives_one_line_naming_the_value(tmp_path, change, message):
+    old, new = change
+    assert old in SMALL_CORA
+    with pytest.raises(UsageError) as err:
+        load_space(write(tmp_path, SMALL_CORA.replace(old, new)))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_objectives_flag_overrides_the_yaml():
+    space = load_space("cora", objectives="accuracy,flops:min,params")
+    assert [str(o) for o in space.objectives] == ["accuracy:max", "flops:min", "params:min"]
+
+
+def test_space_for_another_task_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="is a space for task 'cora', not 'citeseer'"):
+        load_space(str(REPO / "search_spaces" / "cora.yaml"), task_name="citeseer")
