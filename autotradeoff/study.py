@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ def create_or_resume(storage: optuna.storages.BaseStorage, name: str, space: Sea
         return study, True
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 directions=[o.optuna_direction for o in space.objectives], load_if_exists=True)
-    study.set_metric_names([o.name for o in space.objectives])
+    with warnings.catch_warnings():  # experimental in Optuna, but what optuna-dashboard labels axes with
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.name for o in space.objectives])
     study.set_user_attr(SPACE_ATTR, space.signature())
     study.set_user_attr(FIDELITY_ATTR, space.fidelity)
     study.set_user_attr("autotradeoff:space_file", space.source)
