@@ -123,9 +123,9 @@ class SearchDriver:
         if error is None:
             error, values = self._objective_values(metrics or {})
         if error is None:
-            for name, value in (metrics or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    trial.set_user_attr(name, float(value))
+            for name in (*self.space.metrics, "trial_wall_s"):  # not the runner's own fields
+                if name in (metrics or {}):
+                    trial.set_user_attr(name, float(metrics[name]))
             self.study.tell(trial, values)
         else:
             trial.set_user_attr("fail_reason", error[:2000])

@@ -33,6 +33,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _axis_type(rows: list[dict], name: str) -> str:
+    """Log scale when a positive metric spans more than 30x (latency, FLOPs), so the front isn't squashed."""
+    values = [r["metrics"][name] for r in rows]
+    return "log" if values and min(values) > 0 and max(values) / min(values) > 30 else "linear"
+
+
 def front_figures(rows: list[dict], objectives: tuple[Objective, ...]) -> list[go.Figure]:
     """One scatter per objective pair: all complete trials, the front highlighted and joined."""
     done = [r for r in rows if r["state"] == "COMPLETE"]
@@ -51,7 +57,8 @@ def front_figures(rows: list[dict], objectives: tuple[Objective, ...]) -> list[g
                         marker={"size": 10, "color": "#d62728"}, text=[_hover(r) for r in pair],
                         hoverinfo="text+x+y")
         fig.update_layout(title=f"{y.name} ({y.direction}) vs {x.name} ({x.direction})",
-                          xaxis_title=x.name, yaxis_title=y.name, height=480, template="plotly_white")
+                          xaxis_title=x.name, yaxis_title=y.name, height=480, template="plotly_white",
+                          xaxis_type=_axis_type(done, x.name), yaxis_type=_axis_type(done, y.name))
         figures.append(fig)
     return figures
 

@@ -94,6 +94,7 @@ class SearchSpace:
     fidelity: dict[str, Any]
     source: str = ""
     task_knobs: dict[str, Knob] = field(default_factory=dict, repr=False)
+    metrics: tuple[str, ...] = ()  # every metric the task reports; only these are stored per trial
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define-by-run: the full config for one Optuna trial (searched knobs + constants).
@@ -270,7 +271,7 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
         task.metrics, "--objectives" if objectives_override is not None else f"{source}: objectives")
     return SearchSpace(task=task.name, name=Path(source).stem, searched=searched, constants=constants,
                        objectives=objectives, fidelity=task.fill_fidelity(fidelity), source=source,
-                       task_knobs=dict(task.knobs))
+                       task_knobs=dict(task.knobs), metrics=tuple(task.metrics))
 
 
 def load_space(name_or_path: str, *, task_name: str | None = None, objectives: str | None = None) -> SearchSpace:

@@ -52,6 +52,9 @@ def test_ray_search_stores_trials_and_writes_the_report(searched):
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["runner_trial_id"] for t in trials}) == 6  # Ray's trial id on each Optuna trial
+    for trial in trials:  # the task's metrics are stored, Ray's bookkeeping fields are not
+        assert {"accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
+        assert not {"pid", "timestamp", "time_this_iter_s", "config/epochs"} & set(trial.user_attrs)
     assert "Pareto front of study 'e2e'" in result.stdout and "front=" in result.stderr
     html = (workdir / "reports" / "e2e" / "index.html").read_text()
     assert "Pareto front" in html and "Hypervolume history" in html and len(html) > 1_000_000  # plotly.js inlined
