@@ -41,7 +41,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     def on_start(result, driver):
         state = "resumed" if result.resumed else "created"
         print(f"study {result.study.study_name!r} {state} in {redact(result.storage_url)}; "
-              f"{len(result.study.trials)} trials stored"
+              f"{result.stored} trials stored"
               + (f", {result.reconciled} left RUNNING by a dead search marked FAIL" if result.reconciled else "")
               + f"; budget {driver.budget} ({driver.budget.fmt(driver.spent_now())} spent); "
               f"{result.workers} worker(s), {driver.resources} per trial", flush=True)

@@ -13,7 +13,7 @@ from autotradeoff.budget import parse_budget
 from autotradeoff.driver import Progress, SearchDriver
 from autotradeoff.errors import UsageError
 from autotradeoff.space import load_space
-from autotradeoff.study import create_or_resume, default_storage, open_storage, reconcile, spent
+from autotradeoff.study import create_or_resume, default_storage, open_storage, reconcile
 from autotradeoff.tasks import get_task
 
 __all__ = ["search", "SearchResult", "make_sampler", "default_workers"]
@@ -28,7 +28,8 @@ class SearchResult:
     resumed: bool
     reconciled: int
     workers: int
-    new_trials: int
+    stored: int  # trials in the study before this run
+    new_trials: int = 0
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -81,7 +82,7 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     resources = the_task.resources(the_space.fidelity, gpus_available=cluster.get("GPU", 0) > 0)
     n_workers = 1 if runner == "local" else (workers or default_workers(cluster, resources))
     driver = SearchDriver(the_study, the_space, the_budget, resources, cluster_cpus=cluster.get("CPU", 1.0))
-    result = SearchResult(the_study, url, resumed, reconciled, n_workers, 0)
+    result = SearchResult(the_study, url, resumed, reconciled, n_workers, stored)
     on_progress = on_start(result, driver) if on_start else None
     if runner == "ray":
         from autotradeoff.runner import run_ray
@@ -94,6 +95,3 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     result.new_trials = len(the_study.get_trials(deepcopy=False)) - stored
     return result
 
-
-def budget_spent(study: optuna.Study, unit: str) -> float:
-    return spent(study)[unit]
