@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+
 from conftest import SMALL_CORA, run_cli
 
 FLAKY = "task: plugin_tasks:flaky\nobjectives: {accuracy: max, latency_ms: min}\nknobs: {x: {low: 0.0, high: 1.0}}\n"

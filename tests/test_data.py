@@ -1,11 +1,12 @@
 import pickle
 
 import pytest
-from conftest import DATA
 
 from autotradeoff.data import find_files
 from autotradeoff.errors import DataMissingError, UsageError
 from autotradeoff.tasks.planetoid import _stage_raw
+
+from conftest import DATA
 
 
 def test_unset_data_env_falls_back_to_cache_and_names_what_it_looked_for(monkeypatch, tmp_path):

@@ -4,14 +4,17 @@ front, export, trial re-run, failing trials through Ray workers, and the dashboa
 import json
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from conftest import CLI, run_cli
 from optuna.trial import TrialState
+
+from conftest import CLI, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -104,11 +107,31 @@ def test_failing_trials_through_ray_are_stored_with_reasons(workdir):
     assert seen == {"ok", "raise", "nan", "die"}
 
 
-def test_dashboard_serves_the_study_on_loopback(searched):
-    workdir, _ = searched
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_search_joins_a_running_ray_cluster(workdir):
+    ray = Path(sys.executable).parent / "ray"
+    port = free_port()
+    subprocess.run([str(ray), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, timeout=120)
+    try:
+        (workdir / "ok.yaml").write_text(FLAKY.replace("[ok, raise, nan, die]", "[ok]"))
+        result = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "ok.yaml", "--budget", "4trials",
+                         "--study", "cluster", "--ray-address", f"127.0.0.1:{port}", cwd=workdir)
+    finally:
+        subprocess.run([str(ray), "stop"], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 worker(s)" in result.stdout  # from the cluster's 2 CPUs, not this machine's count
+    assert [t.state for t in load(workdir, "cluster").trials] == [TrialState.COMPLETE] * 4
+
+
+def test_dashboard_serves_the_study_on_loopback(searched):
+    workdir, _ = searched
+    port = free_port()
     proc = subprocess.Popen([str(CLI), "dashboard", "--study", "e2e", "--port", str(port)], cwd=workdir,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -1,9 +1,10 @@
 import optuna
 import pytest
-from conftest import REPO, SMALL_CORA
 
 from autotradeoff.errors import UsageError
 from autotradeoff.space import load_space
+
+from conftest import REPO, SMALL_CORA
 
 
 def write(tmp_path, text):

@@ -4,6 +4,7 @@ import os
 
 import optuna
 import pytest
+
 from conftest import run_cli
 from postgres import postgres_server, server_bin
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotradeoff.errors import UsageError
 from autotradeoff.space import Knob
 
 __all__ = ["Task"]
@@ -26,24 +27,19 @@ class Task:
 
     def fill_fidelity(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """Fidelity with defaults filled in and every given value validated."""
-        given = dict(given or {})
-        unknown = set(given) - set(self.fidelity)
-        if unknown:
-            from autotradeoff.errors import UsageError
-            raise UsageError(f"unknown fidelity setting {sorted(unknown)[0]!r} for task {self.name}; "
-                             f"choices: {', '.join(self.fidelity)}.")
-        return {name: knob.check(given[name], f"fidelity.{name}") if name in given else knob.default
-                for name, knob in self.fidelity.items()}
+        return self._fill(self.fidelity, dict(given or {}), "fidelity", "fidelity setting")
 
     def fill_config(self, given: dict[str, Any], where: str = "config") -> dict[str, Any]:
         """A complete, validated config: given knobs checked, the rest at their defaults."""
-        unknown = set(given) - set(self.knobs)
+        return self._fill(self.knobs, given, where, "knob")
+
+    def _fill(self, table: dict[str, Knob], given: dict[str, Any], where: str, what: str) -> dict[str, Any]:
+        unknown = set(given) - set(table)
         if unknown:
-            from autotradeoff.errors import UsageError
-            raise UsageError(f"{where}: unknown knob {sorted(unknown)[0]!r} for task {self.name}; "
-                             f"choices: {', '.join(self.knobs)}.")
+            raise UsageError(f"{where}: unknown {what} {sorted(unknown)[0]!r} for task {self.name}; "
+                             f"choices: {', '.join(table)}.")
         return {name: knob.check(given[name], f"{where}.{name}") if name in given else knob.default
-                for name, knob in self.knobs.items()}
+                for name, knob in table.items()}
 
     def resources(self, fidelity: dict[str, Any], *, gpus_available: bool) -> dict[str, float]:
         """Ray resources one trial holds: CPUs (= torch threads) and a GPU share when GPUs exist."""
