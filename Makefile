@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   create .venv, install, run a real Cora search (~4 min on 2 cores), write reports/cora/index.html
+#   make demo   create .venv, install, run a real Cora search (~5 min on 2 cores), write reports/cora/index.html
 #   make test   create .venv, install with test extras, run the test suite
 VENV       ?= .venv
 PYTHON     ?= python3
@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
 
-BUDGET ?= 0.05cpu-h
+BUDGET ?= 0.15cpu-h
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint clean

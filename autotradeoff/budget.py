@@ -78,20 +78,19 @@ class Budget:
             return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
         return f"{value:.3g} {self.unit}"
 
-    def can_start(self, *, spent: float, running: int, per_trial: float | None) -> bool:
+    def can_start(self, *, spent: float, reserved: float, per_trial: float | None) -> bool:
         """True if the budget still covers one more trial after those already running.
 
-        ``per_trial`` is the mean cost of finished trials (None before any finished: then only
-        the budget left must be positive). Running trials are assumed to cost that mean too.
+        ``reserved``: what the running trials are expected to cost (in this budget's unit);
+        ``per_trial``: the mean cost of a finished trial (None before any finished: then only the
+        budget left must be positive).
         """
-        left = self.amount - spent
+        left = self.amount - spent - reserved
+        if self.unit == "trials":
+            return left >= 1 - 1e-9
         if left <= 0:
             return False
-        if self.unit == "trials":
-            return running + 1 <= left + 1e-9
-        if per_trial is None:
-            return True
-        return (running + 1) * per_trial <= left
+        return per_trial is None or per_trial <= left
 
 
 def parse_budget(text: str) -> Budget:

@@ -88,7 +88,20 @@ class SearchDriver:
         if self.budget.unit == "s":  # trials run side by side: only the clock matters
             per_trial = self._per_trial() or 0.0
             return self.spent_now() + per_trial <= self.budget.amount
-        return self.budget.can_start(spent=self.spent_now(), running=len(self._running), per_trial=self._per_trial())
+        per_trial = self._per_trial()
+        return self.budget.can_start(spent=self.spent_now(), reserved=self._reserved(per_trial), per_trial=per_trial)
+
+    def _reserved(self, per_trial: float | None) -> float:
+        """Expected cost of the running trials: each at least the mean, or what it has used so far."""
+        if self.budget.unit == "trials":
+            return float(len(self._running))
+        now = time.monotonic()
+        return sum(max(per_trial or 0.0, self.budget.of(self._charge(now - r.started))) for r in self._running.values())
+
+    def _charge(self, wall: float) -> Charge:
+        gpus = float(self.resources.get("gpu", 0.0))
+        cpus = float(self.resources.get("cpu", 1.0))
+        return Charge(wall_s=wall, cpus=cpus, gpus=gpus, device_share=cpus / max(self.cluster_cpus, cpus))
 
     @property
     def running(self) -> int:
@@ -114,11 +127,7 @@ class SearchDriver:
         if running is None:
             return None
         trial = running.trial
-        wall = time.monotonic() - running.started
-        gpus = float(self.resources.get("gpu", 0.0))
-        cpus = float(self.resources.get("cpu", 1.0))
-        charge = Charge(wall_s=wall, cpus=cpus, gpus=gpus, device_share=cpus / max(self.cluster_cpus, cpus))
-        trial.set_user_attr("charge", charge.as_attrs())
+        trial.set_user_attr("charge", self._charge(time.monotonic() - running.started).as_attrs())
         values = None
         if error is None:
             error, values = self._objective_values(metrics or {})

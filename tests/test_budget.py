@@ -30,9 +30,9 @@ def test_gpu_hours_without_gpu_charge_the_cpu_share_of_the_machine():
 
 def test_no_new_trial_when_budget_cannot_cover_it():
     budget = Budget(1.0, "cpu-h")
-    assert budget.can_start(spent=0.0, running=0, per_trial=None)
-    assert budget.can_start(spent=0.5, running=1, per_trial=0.2)
-    assert not budget.can_start(spent=0.7, running=1, per_trial=0.2)
-    assert not budget.can_start(spent=1.0, running=0, per_trial=None)
+    assert budget.can_start(spent=0.0, reserved=0.0, per_trial=None)
+    assert budget.can_start(spent=0.5, reserved=0.2, per_trial=0.2)
+    assert not budget.can_start(spent=0.5, reserved=0.4, per_trial=0.2)  # a long-running trial holds the rest
+    assert not budget.can_start(spent=1.0, reserved=0.0, per_trial=None)
     trials = Budget(3, "trials")
-    assert trials.can_start(spent=1, running=1, per_trial=1) and not trials.can_start(spent=2, running=1, per_trial=1)
+    assert trials.can_start(spent=1, reserved=1, per_trial=1) and not trials.can_start(spent=2, reserved=1, per_trial=1)
