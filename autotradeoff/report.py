@@ -34,9 +34,9 @@ def _fmt(value: Any) -> str:
 
 
 def _axis_type(rows: list[dict], name: str) -> str:
-    """Log scale when a positive metric spans more than 30x (latency, FLOPs), so the front isn't squashed."""
+    """Log scale when a positive metric spans more than 10x (latency, FLOPs), so the front isn't squashed."""
     values = [r["metrics"][name] for r in rows]
-    return "log" if values and min(values) > 0 and max(values) / min(values) > 30 else "linear"
+    return "log" if values and min(values) > 0 and max(values) / min(values) > 10 else "linear"
 
 
 def front_figures(rows: list[dict], objectives: tuple[Objective, ...]) -> list[go.Figure]:
