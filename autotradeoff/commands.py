@@ -15,8 +15,10 @@ __all__ = ["cmd_search", "cmd_front", "cmd_export", "cmd_trial", "cmd_tasks", "c
 
 
 def _open(args: argparse.Namespace):
+    """(study, storage, url) for --study/--storage; the default SQLite file must already exist."""
     url = args.storage or default_storage(args.study)
-    return load_study(open_storage(url, must_exist=args.storage is None), args.study), url
+    storage = open_storage(url, must_exist=args.storage is None)
+    return load_study(storage, args.study), storage, url
 
 
 def _print_front(study, out: Path | None = None) -> Path:
@@ -64,7 +66,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_front(args: argparse.Namespace) -> int:
-    study, _ = _open(args)
+    study, _, _ = _open(args)
     _print_front(study, args.out)
     return 0
 
@@ -72,7 +74,7 @@ def cmd_front(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from autotradeoff.export import export_trial, write_export
 
-    study, _ = _open(args)
+    study, _, _ = _open(args)
     record = export_trial(study, trial=args.trial, rule=args.pick)
     write_export(record, args.output)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items() if k in record["objectives"])
@@ -133,9 +135,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    study, url = _open(args)
-    study_id = study._study_id
-    print(f"optuna-dashboard for {redact(url)}: http://{args.host}:{args.port}/dashboard/studies/{study_id} "
+    study, storage, url = _open(args)
+    print(f"optuna-dashboard for {redact(url)}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id} "
           "(Ctrl-C stops it)", flush=True)
-    run_server(open_storage(url), host=args.host, port=args.port)
+    run_server(storage, host=args.host, port=args.port)
     return 0

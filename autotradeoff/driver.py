@@ -41,7 +41,6 @@ class Progress:
 class _Running:
     trial: optuna.Trial
     started: float
-    config: dict[str, Any]
 
 
 @dataclass
@@ -118,7 +117,7 @@ class SearchDriver:
         trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
         if key:
             trial.set_user_attr("runner_trial_id", key)
-        self._running[key] = _Running(trial, time.monotonic(), config)
+        self._running[key] = _Running(trial, time.monotonic())
         return config
 
     def tell(self, key: str, metrics: dict[str, Any] | None, *, error: str | None = None) -> int | None:

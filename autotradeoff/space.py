@@ -126,9 +126,10 @@ class SearchSpace:
 
 
 def space_dirs() -> list[Path]:
-    """Where named spaces are looked for: ./search_spaces, then the one beside the package."""
-    here = Path(__file__).resolve().parent.parent / "search_spaces"
-    dirs = [Path.cwd() / "search_spaces", here]
+    """Where named spaces are looked for, first match wins."""
+    package = Path(__file__).resolve().parent
+    # ./search_spaces, the checkout's (editable install), the copy inside an installed wheel
+    dirs = [Path.cwd() / "search_spaces", package.parent / "search_spaces", package / "search_spaces"]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in {x.resolve() for x in dirs[:i]}]
 
 
