@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from autotradeoff.budget import Budget, Charge
 from autotradeoff.space import SearchSpace
-from autotradeoff.study import OWNER_ATTR, SESSION_PREFIX, owner, spent
+from autotradeoff.study import OWNER_ATTR, SESSION_PREFIX, owner, requeue, spent
 
 __all__ = ["SearchDriver", "Progress"]
 
@@ -152,10 +152,12 @@ class SearchDriver:
             values.append(float(value))
         return None, values
 
-    def close(self, reason: str = "search stopped before the trial finished") -> None:
-        """Fail whatever is still running (interrupt, runner crash) and store this run's elapsed time."""
-        for key in list(self._running):
+    def close(self, reason: str = "search stopped before the trial finished; its config is queued again") -> None:
+        """Fail whatever is still running (interrupt, runner crash), queue those configs again so the
+        next run of the same command tries them first, and store this run's elapsed time."""
+        for key, running in list(self._running.items()):
             self.tell(key, None, error=reason)
+            requeue(self.study, running.trial.params)
         self._record_session()
 
     def _record_session(self) -> None:

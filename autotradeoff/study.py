@@ -21,7 +21,7 @@ from autotradeoff.errors import UsageError
 from autotradeoff.space import SearchSpace
 
 __all__ = ["default_storage", "open_storage", "create_or_resume", "load_study", "reconcile",
-           "spent", "owner", "OWNER_ATTR", "SPACE_ATTR", "FIDELITY_ATTR", "SESSION_PREFIX", "redact"]
+           "spent", "owner", "requeue", "OWNER_ATTR", "SPACE_ATTR", "FIDELITY_ATTR", "SESSION_PREFIX", "redact"]
 
 OWNER_ATTR = "autotradeoff:owner"
 SPACE_ATTR = "autotradeoff:space"
@@ -116,8 +116,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def requeue(study: optuna.Study, params: dict[str, Any]) -> None:
+    """Queue a config again (an interrupted trial's) so the next ask runs it before new suggestions."""
+    if params:
+        study.enqueue_trial(dict(params), user_attrs={"requeued": True})
+
+
 def reconcile(study: optuna.Study) -> int:
-    """Fail trials left RUNNING by a search process on this host that no longer exists. Returns count.
+    """Fail trials left RUNNING by a search process on this host that no longer exists, and queue
+    their configs again. Returns how many.
 
     Trials owned by another host are left alone: only that host can tell whether they still run.
     """
@@ -127,9 +134,11 @@ def reconcile(study: optuna.Study) -> int:
         who = trial.user_attrs.get(OWNER_ATTR) or {}
         if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
             continue
-        reason = f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; failed on resume"
+        reason = (f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; "
+                  "failed on resume and its config queued again")
         study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        requeue(study, trial.params)
         failed += 1
     return failed
 

@@ -73,13 +73,16 @@ def test_failing_trials_are_stored_with_reason_and_the_search_goes_on(tmp_path, 
             assert "charge" in trial.user_attrs  # failed trials still used the budget
 
 
-def test_resume_fails_trials_left_running_by_a_dead_search_only(tmp_path, monkeypatch, flaky_space):
+def test_resume_fails_and_requeues_trials_left_running_by_a_dead_search_only(tmp_path, monkeypatch, flaky_space):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'r.db'}"
     search("plugin_tasks:flaky", "2trials", space=flaky_space, study="r", storage=url, runner="local")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     study = optuna.load_study(study_name="r", storage=open_storage(url))
+    study.enqueue_trial({"x": 0.123, "mode": "ok"})
     orphan, elsewhere = study.ask(), study.ask()
+    lost_x = orphan.suggest_float("x", 0.0, 1.0)
+    orphan.suggest_categorical("mode", ["ok", "raise", "nan"])
     orphan.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": int(dead.stdout)})
     elsewhere.set_user_attr(OWNER_ATTR, {"host": "another-machine", "pid": 1})
     result = search("plugin_tasks:flaky", "3trials", space=flaky_space, study="r", storage=url, runner="local")
@@ -87,6 +90,8 @@ def test_resume_fails_trials_left_running_by_a_dead_search_only(tmp_path, monkey
     states = {t.number: t for t in optuna.load_study(study_name="r", storage=url).trials}
     assert states[orphan.number].state == TrialState.FAIL
     assert "which is gone; failed on resume" in states[orphan.number].user_attrs["fail_reason"]
+    rerun = [t for t in states.values() if t.user_attrs.get("requeued")]
+    assert len(rerun) == 1 and rerun[0].params["x"] == lost_x and rerun[0].state == TrialState.COMPLETE
     assert states[elsewhere.number].state == TrialState.RUNNING  # only its own host can judge it
 
 
