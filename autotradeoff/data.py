@@ -35,6 +35,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "autotradeoff").expanduser()
 
 
+def cache_lock(name: str):
+    """An inter-process lock for preparing ``name`` in the cache: parallel trials (Ray workers, other
+    searches) must not write and read the same half-written file."""
+    from filelock import FileLock
+
+    locks = cache_dir() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(locks / f"{name.replace('/', '_')}.lock"))
+
+
 def find_files(
     relative: str,
     required: Sequence[str],

@@ -67,28 +67,29 @@ class SearchDriver:
         self._record_session()
 
     # --- budget -----------------------------------------------------------------------------
-    def spent_now(self) -> float:
+    def spent_now(self, trials: list | None = None) -> float:
+        """Budget spent so far; ``trials`` (already read from the study) saves reading them again."""
         if self.budget.unit == "s":
             return self._previous_s + self.elapsed()
-        return spent(self.study)[self.budget.unit]
+        return spent(self.study, trials)[self.budget.unit]
 
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
-    def _per_trial(self) -> float | None:
+    def _per_trial(self, trials: list) -> float | None:
         """Mean cost of a finished trial in the budget's unit (wall seconds for wall-clock budgets)."""
-        charges = [t.user_attrs["charge"] for t in self.study.get_trials(deepcopy=False) if "charge" in t.user_attrs]
+        charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
         if not charges:
             return None
         key = {"gpu-h": "gpu_h", "cpu-h": "cpu_h", "s": "wall_s", "trials": None}[self.budget.unit]
         return 1.0 if key is None else sum(c[key] for c in charges) / len(charges)
 
     def can_start(self) -> bool:
+        trials = self.study.get_trials(deepcopy=False)  # read once per ask: spent and mean come from it
+        per_trial = self._per_trial(trials)
         if self.budget.unit == "s":  # trials run side by side: only the clock matters
-            per_trial = self._per_trial() or 0.0
-            return self.spent_now() + per_trial <= self.budget.amount
-        per_trial = self._per_trial()
-        return self.budget.can_start(spent=self.spent_now(), reserved=self._reserved(per_trial), per_trial=per_trial)
+            return self.spent_now() + (per_trial or 0.0) <= self.budget.amount
+        return self.budget.can_start(spent=self.spent_now(trials), reserved=self._reserved(per_trial), per_trial=per_trial)
 
     def _reserved(self, per_trial: float | None) -> float:
         """Expected cost of the running trials: each at least the mean, or what it has used so far."""
@@ -169,4 +170,4 @@ class SearchDriver:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         front = self.study.best_trials if complete else []
         return Progress(complete=len(complete), failed=sum(t.state == TrialState.FAIL for t in trials),
-                        running=self.running, front_size=len(front), spent=self.spent_now(), budget=self.budget)
+                        running=self.running, front_size=len(front), spent=self.spent_now(trials), budget=self.budget)

@@ -56,8 +56,16 @@ def _ray_env() -> None:
 
 
 def ray_cluster(address: str | None, *, num_cpus: int | None = None, verbose: bool = False) -> dict[str, float]:
-    """Start (or join, with ``address``) Ray; return the cluster's resources."""
+    """Start (or join, with ``address``) Ray; return the cluster's resources.
+
+    A cluster started here serves only this machine, so it binds to loopback: Ray otherwise takes the
+    address of the default route's interface, which a sandbox or firewall may block (CI did, and every
+    worker then timed out reaching the GCS). Joining ``address`` keeps Ray's own choice, since the other
+    machines must reach this driver.
+    """
     _ray_env()
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for "local only": loopback
     import ray
 
     if not ray.is_initialized():

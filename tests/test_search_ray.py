@@ -129,6 +129,17 @@ def test_search_joins_a_running_ray_cluster(workdir):
     assert [t.state for t in load(workdir, "cluster").trials] == [TrialState.COMPLETE] * 4
 
 
+def test_a_local_cluster_binds_to_loopback_only():
+    """CI blocks the default-route address; a local cluster must never depend on it (or expose ports on it)."""
+    probe = ("from autotradeoff.runner import ray_cluster\n"
+             "ray_cluster(None, num_cpus=1)\n"
+             "import ray\n"
+             "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()}), ray.get(ray.remote(ray.util.get_node_ip_address).remote()))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["['127.0.0.1']", "127.0.0.1"], out.stdout
+
+
 def test_dashboard_serves_the_study_on_loopback(searched):
     workdir, _ = searched
     port = free_port()

@@ -49,3 +49,28 @@ def test_seeds_fidelity_reports_mean_and_spread():
 def test_out_of_range_config_is_refused_with_the_knob_named():
     with pytest.raises(UsageError, match=r"config.layers must be an int in \[1, 6\]; got 9"):
         run_trial("cora", {"layers": 9})
+
+
+def test_parallel_first_loads_share_one_prepared_cache(tmp_path):
+    """Ray starts several trials at once on a cold cache: none may read another's half-written files."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cache, gate = tmp_path / "cache", tmp_path / "go"
+    probe = ("import sys, time, pathlib, torch_geometric.datasets\n"
+             "from autotradeoff.tasks.planetoid import load_planetoid\n"
+             "pathlib.Path(sys.argv[1]).touch()\n"  # imported: ready
+             f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.01)\n"
+             "print(load_planetoid('Cora').num_nodes)")
+    env = {**os.environ, "AUTOTRADEOFF_CACHE": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", probe, str(tmp_path / f"ready{i}")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(tmp_path.glob("ready*"))) < len(procs):
+        time.sleep(0.05)
+    gate.touch()  # all start preparing the cold cache at the same moment
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["2708"] * 4

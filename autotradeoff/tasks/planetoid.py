@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from autotradeoff.cost import count_flops, measure_latency, model_size
-from autotradeoff.data import cache_dir, find_files
+from autotradeoff.data import cache_dir, cache_lock, find_files
 from autotradeoff.errors import TrialFailed
 from autotradeoff.space import Knob
 from autotradeoff.tasks.base import Task
@@ -64,8 +64,9 @@ def load_planetoid(name: str):
     from torch_geometric.datasets import Planetoid
 
     root = cache_dir() / "planetoid"
-    _stage_raw(find_raw(name), root / name / "raw", name.lower())
-    return Planetoid(str(root), name)[0]
+    with cache_lock(f"planetoid-{name}"):  # the first trial stages and processes, the others wait and read
+        _stage_raw(find_raw(name), root / name / "raw", name.lower())
+        return Planetoid(str(root), name)[0]
 
 
 def build_model(config: dict[str, Any], in_channels: int, out_channels: int) -> torch.nn.Module:
