@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--space", help="space name or YAML path (default: search_spaces/<task>.yaml)")
     study_args(s, required=False)
     s.add_argument("--objectives", help="override the YAML's objectives, e.g. accuracy:max,flops:min")
+    s.add_argument("--model", help="pretrained model for language tasks: Hugging Face id or directory (default: minilm)")
     s.add_argument("--workers", type=int, help="trials at once (default: what the machine/cluster holds)")
     s.add_argument("--runner", choices=("ray", "local"), default="ray", help="ray (default) or in-process, one at a time")
     s.add_argument("--ray-address", help="join a running Ray cluster (e.g. 127.0.0.1:6379 or auto)")
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", required=True)
     t.add_argument("--config", type=Path, help="exported YAML or a knob: value mapping (default: task defaults)")
     t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    t.add_argument("--model", help="pretrained model for language tasks (overrides the file's fidelity)")
+
+    a = sub.add_parser("apply", help="write an exported config's model as a Hugging Face directory, then re-score it")
+    a.add_argument("config", type=Path, help="a file written by `autotradeoff export`")
+    a.add_argument("-o", "--output", type=Path, required=True, help="model directory to write")
+    a.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("spaces", help="list search spaces")

@@ -11,7 +11,7 @@ from autotradeoff.console import ProgressBar, front_table, table
 from autotradeoff.errors import UsageError
 from autotradeoff.study import default_storage, load_study, open_storage, redact
 
-__all__ = ["cmd_search", "cmd_front", "cmd_export", "cmd_trial", "cmd_tasks", "cmd_spaces", "cmd_dashboard"]
+__all__ = ["cmd_search", "cmd_front", "cmd_export", "cmd_trial", "cmd_apply", "cmd_tasks", "cmd_spaces", "cmd_dashboard"]
 
 
 def _open(args: argparse.Namespace):
@@ -55,7 +55,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         result = search(args.task, args.budget, space=args.space, study=args.study, storage=args.storage,
                         objectives=args.objectives, workers=args.workers, runner=args.runner,
-                        ray_address=args.ray_address, sampler=args.sampler, seed=args.seed, on_start=on_start,
+                        ray_address=args.ray_address, sampler=args.sampler, seed=args.seed, on_start=on_start, model=args.model,
                         verbose=args.verbose)
     finally:
         for bar in bars:
@@ -92,17 +92,34 @@ def cmd_trial(args: argparse.Namespace) -> int:
     if given["task"] and given["task"] != task.name:
         raise UsageError(f"{args.config} was exported for task {given['task']!r}, not {task.name!r}")
     config = task.fill_config(given["config"], where=str(args.config or "config"))
-    fidelity = task.fill_fidelity(given["fidelity"])
-    task.check_data()
+    fidelity = task.fill_fidelity({**given["fidelity"], **({"model": args.model} if args.model else {})})
+    task.check_data(fidelity)
     metrics, error = trial_outcome(task.name, config, fidelity, device=args.device)
     if error:
         print(f"trial failed: {error}", file=sys.stderr)
         return 1
-    stored = given["metrics"]
+    print(f"task {task.name}, config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    print(_against(metrics, given["metrics"], "this run"))
+    return 0
+
+
+def _against(metrics: dict[str, float], stored: dict[str, float], label: str) -> str:
     rows = [[name, value, stored.get(name, ""), f"{value / stored[name]:.3f}" if stored.get(name) else ""]
             for name, value in metrics.items()]
-    print(f"task {task.name}, config: " + " ".join(f"{k}={v}" for k, v in config.items()))
-    print(table(["metric", "this run", "exported", "ratio"], rows))
+    return table(["metric", label, "exported", "ratio"], rows)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from autotradeoff.apply import apply_export
+    from autotradeoff.export import read_config
+
+    record = read_config(args.config)
+    if not record["task"]:
+        raise UsageError(f"{args.config}: has no task; apply needs a file written by `autotradeoff export`")
+    metrics = apply_export(record, args.output, device=args.device)
+    print(f"wrote {args.output} (load it with AxBertForSequenceClassification.from_pretrained, or "
+          f"AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)); reloaded and re-scored:")
+    print(_against(metrics, record["metrics"], "applied model"))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -55,16 +55,21 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
            storage: str | None = None, objectives: str | None = None, workers: int | None = None,
            runner: str = "ray", ray_address: str | None = None, sampler: str = "tpe", seed: int | None = None,
            on_start: Callable[[SearchResult, SearchDriver], Callable[[Progress], None] | None] | None = None,
-           ray_dir: Path = Path("studies/ray"), verbose: bool = False) -> SearchResult:
+           ray_dir: Path = Path("studies/ray"), verbose: bool = False, model: str | None = None) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent. All input is validated before anything runs."""
     the_budget = parse_budget(budget)
     the_task = get_task(task)
     the_space = load_space(space or the_task.name, task_name=the_task.name, objectives=objectives)
+    if model is not None:  # a different pretrained model is a different study: it is part of the fidelity
+        if "model" not in the_task.fidelity:
+            raise UsageError(f"--model applies to language tasks; task {the_task.name!r} has no pretrained model")
+        fidelity = {**the_space.fidelity, "model": the_task.fidelity["model"].check(model, "--model")}
+        the_space = replace(the_space, fidelity=fidelity)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be a whole number >= 1; got {workers}")
     study_name = study or the_space.name
     url = storage or default_storage(study_name)
-    the_task.check_data()
+    the_task.check_data(the_space.fidelity)
     opened = open_storage(url)
     the_study, resumed = create_or_resume(opened, study_name, the_space, sampler=None)
     stored = len(the_study.get_trials(deepcopy=False))

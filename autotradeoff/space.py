@@ -42,6 +42,8 @@ class Knob:
     def describe(self) -> str:
         if self.kind == "categorical":
             return f"one of {', '.join(map(str, self.choices))}"
+        if self.kind == "text":
+            return "a non-empty text (a name or path)"
         return f"{'an' if self.kind == 'int' else 'a'} {self.kind} in [{self.low:g}, {self.high:g}]"
 
     def check(self, value: Any, where: str) -> Any:
@@ -49,6 +51,10 @@ class Knob:
         bad = UsageError(f"{where} must be {self.describe()}; got {value!r}.")
         if self.kind == "categorical":
             if value not in self.choices:
+                raise bad
+            return value
+        if self.kind == "text":  # fidelity only (e.g. the pretrained model): never searched
+            if not isinstance(value, str) or not value.strip():
                 raise bad
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):

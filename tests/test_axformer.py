@@ -1,90 +1,95 @@
-"""AxFormer removal on a tiny real BERT (random weights, small config): exact and really smaller."""
+"""AxFormer plans on a tiny real BERT classifier: the knob-driven sites, the paper's greedy pass, and
+the saved model directory that loads with from_pretrained (with and without trust_remote_code)."""
 
 import copy
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
+from autotradeoff.apply import save_model_dir
 from autotradeoff.cost import count_flops, model_size
-from autotradeoff.techniques.axformer import (
-    drop_attention,
-    drop_ffn,
-    keep_ffn_neurons,
-    prune_heads,
-    topk_probabilities,
-    use_topk_attention,
-)
+from autotradeoff.errors import TrialFailed
+from autotradeoff.tasks.glue import GlueTask
+from autotradeoff.techniques.axbert import AxBertForSequenceClassification
+from autotradeoff.techniques.axformer import approximate, greedy_plan, is_off, plan_from_sites
+
+DEFAULTS = {name: knob.default for name, knob in GlueTask("sst2").knobs.items()}
 
 
 @pytest.fixture
-def bert():
+def classifier():
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=32, attn_implementation="eager")
-    return BertModel(config).eval()
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=32, num_labels=2, attn_implementation="eager")
+    return BertForSequenceClassification(config).eval()
 
 
 @pytest.fixture
-def batch():
-    ids = torch.randint(0, 100, (3, 12))
-    mask = torch.ones_like(ids)
-    mask[0, 8:] = 0  # one padded sequence, so masking is exercised
-    return {"input_ids": ids, "attention_mask": mask}
+def inputs():
+    torch.manual_seed(1)
+    return {"input_ids": torch.randint(0, 100, (8, 10)), "labels": torch.randint(0, 2, (8,))}
 
 
-def out(model, batch):
+def logits(model, inputs):
     with torch.no_grad():
-        return model(**batch).last_hidden_state
+        return model(input_ids=inputs["input_ids"]).logits
 
 
-def test_pruned_heads_equal_zeroed_heads_and_remove_parameters(bert, batch):
-    zeroed = copy.deepcopy(bert)
-    value = zeroed.encoder.layer[0].attention.self.value
-    with torch.no_grad():  # heads 1 and 3 (8 dims each) contribute nothing when their values are zero
-        for h in (1, 3):
-            value.weight[h * 8:(h + 1) * 8] = 0
-            value.bias[h * 8:(h + 1) * 8] = 0
-    before = model_size(bert)["params"]
-    prune_heads(bert.encoder.layer[0].attention, [1, 3])
-    assert torch.allclose(out(bert, batch), out(zeroed, batch), atol=1e-5)
-    assert before - model_size(bert)["params"] == 3 * (16 * 32 + 16) + 16 * 32
-    with pytest.raises(ValueError, match="leave one"):
-        prune_heads(bert.encoder.layer[1].attention, [0, 1, 2, 3])
+def test_defaults_are_off_and_the_full_plan_changes_nothing(classifier, inputs):
+    assert is_off(DEFAULTS)
+    plan = plan_from_sites(classifier.bert, DEFAULTS)
+    assert torch.allclose(logits(approximate(classifier, plan), inputs), logits(classifier, inputs))
 
 
-def test_kept_ffn_neurons_equal_zeroed_neurons(bert, batch):
-    zeroed = copy.deepcopy(bert)
-    dense = zeroed.encoder.layer[1].intermediate.dense
-    with torch.no_grad():  # GELU(0) = 0: a zeroed neuron adds nothing
-        dense.weight[32:] = 0
-        dense.bias[32:] = 0
-    keep_ffn_neurons(bert.encoder.layer[1], range(32))
-    assert torch.allclose(out(bert, batch), out(zeroed, batch), atol=1e-5)
-    assert bert.encoder.layer[1].intermediate.dense.out_features == 32
+def test_sites_follow_the_papers_order_and_really_shrink_the_model(classifier, inputs):
+    config = {**DEFAULTS, "hard_attn_layers": 2, "hard_attn_k": 3, "drop_ffn_layers": 1, "drop_attn_layers": 1,
+              "heads_kept": 0.5, "ffn_kept": 0.5, "ffn_group_size": 16}
+    plan = plan_from_sites(classifier.bert, config)
+    assert [s["topk"] for s in plan] == [3, 3, 0, 0]  # bottom-up
+    assert [s["attention"] for s in plan] == ["keep"] * 3 + ["drop"]  # top-down
+    assert [s["ffn"] for s in plan] == ["keep"] * 3 + ["drop"]
+    assert all(len(s["heads"]) == 2 and len(s["ffn_neurons"]) == 32 for s in plan[:3])
+    small = approximate(classifier, plan)
+    assert model_size(small)["params"] < 0.8 * model_size(classifier)["params"]
+    assert count_flops(lambda: logits(small, inputs)) < 0.6 * count_flops(lambda: logits(classifier, inputs))
+    assert model_size(classifier)["params"] == model_size(copy.deepcopy(classifier))["params"]  # input untouched
 
 
-def test_dropped_blocks_are_gone_and_cost_less(bert, batch):
-    flops_before = count_flops(lambda: bert(**batch))
-    params_before = model_size(bert)["params"]
-    layer = bert.encoder.layer[1]
-    attention_output = {}
-    layer.attention.register_forward_hook(lambda m, i, o: attention_output.update(x=o[0]))
-    reference = copy.deepcopy(layer.output.LayerNorm)
-    drop_ffn(layer)
-    result = out(bert, batch)
-    assert torch.allclose(result, reference(attention_output["x"]), atol=1e-6)  # output = LayerNorm(residual)
-    drop_attention(bert.encoder.layer[0])
-    out(bert, batch)
-    assert model_size(bert)["params"] == params_before - (32 * 64 + 64 + 64 * 32 + 32) - (4 * (32 * 32 + 32))
-    assert count_flops(lambda: bert(**batch)) < 0.75 * flops_before
+def test_too_many_layers_fail_the_trial_with_a_reason(classifier):
+    with pytest.raises(TrialFailed, match="drop_ffn_layers=5 exceeds the model's 4 layers"):
+        plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 5})
 
 
-def test_topk_attention_keeps_k_largest_and_equals_softmax_when_k_covers_all(bert, batch):
-    probs = topk_probabilities(torch.randn(2, 4, 5, 7), 3)
-    assert ((probs > 0).sum(-1) == 3).all()
-    full = out(bert, batch)
-    use_topk_attention(bert.encoder.layer[0], 12)
-    assert torch.allclose(out(bert, batch), full, atol=1e-5)  # k >= sequence length: plain attention
-    use_topk_attention(bert.encoder.layer[1], 2)
-    assert not torch.allclose(out(bert, batch), full, atol=1e-3)
+def test_greedy_pass_accepts_only_changes_that_pass_the_test(classifier, inputs):
+    def losses(model):
+        with torch.no_grad():
+            out = model(input_ids=inputs["input_ids"]).logits
+        return torch.nn.functional.cross_entropy(out, inputs["labels"], reduction="none")
+
+    base = losses(classifier)
+    config = {**DEFAULTS, "hard_attn_k": 3, "ffn_group_size": 32, "accept_frac": 0.3, "fallback_tol": 1.3}
+    plan, passes = greedy_plan(classifier, losses, config)
+    assert passes > 4 * 3  # every layer tried for top-K, FFN and attention at least
+    full = plan_from_sites(classifier.bert, DEFAULTS)
+    chosen = losses(approximate(classifier, plan))
+    assert chosen.mean() < base.mean() if plan != full else torch.equal(chosen, base)
+    strict, _ = greedy_plan(classifier, losses, {**config, "accept_frac": 1.0})  # "more than 100%": never
+    assert strict == full
+
+
+def test_model_directory_reloads_with_the_same_outputs(classifier, inputs, tmp_path):
+    from transformers import BertTokenizerFast
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(95)]]))
+    plan = plan_from_sites(classifier.bert, {**DEFAULTS, "hard_attn_layers": 1, "hard_attn_k": 4,
+                                             "drop_ffn_layers": 1, "heads_kept": 0.5, "ffn_group_size": 16, "ffn_kept": 0.5})
+    small = approximate(classifier, plan)
+    expected = logits(small, inputs)
+    save_model_dir(small, BertTokenizerFast(str(vocab)), tmp_path / "model", {"task": "sst2"})
+    ours = AxBertForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    remote = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model", trust_remote_code=True).eval()
+    for loaded in (ours, remote):
+        assert torch.allclose(logits(loaded, inputs), expected, atol=1e-6)
+        assert model_size(loaded)["params"] == model_size(small)["params"]

@@ -6,11 +6,13 @@ import string
 import pytest
 
 from autotradeoff.techniques.tokendrop import (
+    KNOBS,
     STOPWORDS,
     batch_cap,
     bucket_batches,
     drop_count,
     drop_tokens,
+    epoch_batches,
     droppable_mask,
     lr_scale,
     padding_fraction,
@@ -87,3 +89,20 @@ def test_schedules_and_bad_modes():
     assert drop_count(23, mode="fixed", rate=0.1) == 2 and drop_count(23, mode="off") == 0
     with pytest.raises(ValueError, match="drop mode must be one of"):
         drop_count(3, mode="random")
+
+
+def test_an_epoch_plan_drops_only_stopwords_and_all_off_is_plain_random_batching(sentences):
+    masks = [droppable_mask(words) for words in sentences]
+    lengths = [len(words) for words in sentences]
+    off = {name: knob.default for name, knob in KNOBS.items()} | {"batch_size": 32}
+    batches, kept = epoch_batches(lengths, masks, off, epoch=0, rng=random.Random(0))
+    assert kept == [list(range(n)) for n in lengths] and {len(b) for b in batches[:-1]} == {32}
+    on = off | {"batching": "bucket", "drop_mode": "mod-width", "token_budget": 2000}
+    batches, kept = epoch_batches(lengths, masks, on, epoch=0, rng=random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for mask, positions, n in zip(masks, kept, lengths):
+        assert all(mask[p] for p in set(range(n)) - set(positions))  # only droppable tokens went
+    plain_padding = padding_fraction([list(range(i, min(i + 32, len(lengths)))) for i in range(0, len(lengths), 32)], lengths)
+    assert padding_fraction(batches, [len(k) for k in kept]) < 0.25 * plain_padding
+    next_epoch, _ = epoch_batches(lengths, masks, on | {"batch_growth": True}, epoch=1, rng=random.Random(0))
+    assert max(map(len, next_epoch)) > 64  # the cap grew to 256

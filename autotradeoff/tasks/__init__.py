@@ -15,6 +15,7 @@ __all__ = ["TASKS", "Task", "get_task", "task_names"]
 
 TASKS: dict[str, str] = {
     "cora": "autotradeoff.tasks.planetoid:cora",
+    **{name: f"autotradeoff.tasks.glue:{name}" for name in ("sst2", "rte", "cola", "mrpc", "qnli")},
 }
 
 

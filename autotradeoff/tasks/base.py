@@ -46,7 +46,7 @@ class Task:
         return {"cpu": float(fidelity.get("threads", 1)),
                 "gpu": float(fidelity.get("gpu_share", 0.0)) if gpus_available else 0.0}
 
-    def check_data(self) -> None:
+    def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         """Raise DataMissingError now (in the driver) rather than in every trial."""
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:

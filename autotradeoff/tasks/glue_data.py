@@ -1,5 +1,5 @@
-"""GLUE data from the standard TSV folders (``glue/<TASK>/{train,dev}.tsv``) and the official
-metrics (issue 3 groundwork; the GLUE task itself is not registered yet).
+"""GLUE data from the standard TSV folders (``glue/<TASK>/{train,dev}.tsv``), tokenised examples with
+TokenDrop's droppable-token mask, and the official metrics.
 
 Dev is the score; a seeded slice of train (15% by default) is the selection split that AxFormer's
 acceptance test uses, so nothing is ever selected on dev.
@@ -16,7 +16,7 @@ from pathlib import Path
 from autotradeoff.data import find_files
 from autotradeoff.errors import UsageError
 
-__all__ = ["GLUE_TASKS", "Example", "load_split", "selection_split", "score"]
+__all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "selection_split", "score"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,29 @@ def _read(path: Path, fmt: _Format) -> list[Example]:
             raise UsageError(f"{path}:{number}: label {label!r} is not one of {', '.join(fmt.labels)}")
         examples.append(Example(tuple(row[column[c]].strip() for c in fmt.text), fmt.labels.index(label)))
     return examples
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]  # with [CLS]/[SEP], truncated to max_length
+    types: list[int]  # segment ids (pairs)
+    droppable: list[bool]  # stopword/punctuation positions TokenDrop may remove; special tokens never
+    label: int
+
+
+def encode(tokenizer, examples: list[Example], max_length: int) -> list[Encoded]:
+    """Tokenise once per process; TokenDrop then works on ids, so no re-tokenising per epoch."""
+    from autotradeoff.techniques.tokendrop import droppable_mask
+
+    out = []
+    for example in examples:
+        enc = tokenizer(*example.text, truncation=True, max_length=max_length)
+        ids = enc["input_ids"]
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        special = set(tokenizer.all_special_ids)
+        mask = [ok and i not in special for ok, i in zip(droppable_mask(tokens), ids)]
+        out.append(Encoded(ids, enc.get("token_type_ids") or [0] * len(ids), mask, example.label))
+    return out
 
 
 def load_split(task: str, split: str) -> list[Example]:

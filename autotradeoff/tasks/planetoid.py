@@ -146,7 +146,7 @@ class PlanetoidTask(Task):
         self.name = dataset.lower()
         self.description = f"Planetoid {dataset} node classification (public split), GCN/GAT/SAGE"
 
-    def check_data(self) -> None:
+    def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         find_raw(self.dataset)
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:

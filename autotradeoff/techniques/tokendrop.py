@@ -11,9 +11,27 @@ import math
 import random
 import string
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["STOPWORDS", "droppable_mask", "drop_count", "drop_tokens", "bucket_batches",
-           "padding_fraction", "batch_cap", "lr_scale"]
+from autotradeoff.space import Knob
+
+__all__ = ["KNOBS", "STOPWORDS", "droppable_mask", "drop_count", "drop_tokens", "bucket_batches",
+           "padding_fraction", "batch_cap", "lr_scale", "epoch_batches"]
+
+# The technique's knobs; each default is "off" (random batches of batch_size, nothing dropped).
+KNOBS = {
+    "batching": Knob("batching", "categorical", "random", choices=("random", "bucket"),
+                     help="random fixed-size batches, or BucketSampler's length buckets"),
+    "bucket_width": Knob("bucket_width", "int", 5, 1, 64, help="bucket width in tokens (and mod-width drop)"),
+    "token_budget": Knob("token_budget", "int", 12000, 64, 1_000_000, help="tokens per bucketed batch"),
+    "drop_mode": Knob("drop_mode", "categorical", "off", choices=("off", "mod-width", "fixed"),
+                      help="TokenDrop: none, len mod bucket_width (paper), or a fixed share"),
+    "drop_rate": Knob("drop_rate", "float", 0.1, 0.0, 0.5, help="share dropped per sequence in fixed mode"),
+    "batch_growth": Knob("batch_growth", "categorical", False, choices=(False, True),
+                         help="batch cap 64, 256, 512 over epochs (paper) instead of batch_size"),
+    "lr_scaling": Knob("lr_scaling", "categorical", "none", choices=("none", "sqrt", "linear"),
+                       help="scale the LR with batch size relative to batch_size"),
+}
 
 # NLTK's English stopword list (the list the paper names), lower-case.
 STOPWORDS = frozenset("""
@@ -112,3 +130,24 @@ def lr_scale(batch: int, *, rule: str, base: int = 64) -> float:
     if factor is None:
         raise ValueError(f"lr scaling must be one of none, sqrt, linear; got {rule!r}")
     return factor(batch / base)
+
+
+def epoch_batches(lengths: Sequence[int], droppable: Sequence[Sequence[bool]], config: dict[str, Any], *,
+                  epoch: int, rng: random.Random) -> tuple[list[list[int]], list[list[int]]]:
+    """One epoch's plan: (batches of example indices, kept token positions per example).
+
+    Positions are per example so the caller slices ids and segment ids alike; without TokenDrop
+    every position is kept. Random batching shuffles and cuts ``batch_size`` batches.
+    """
+    kept = []
+    for length, mask in zip(lengths, droppable):
+        n = drop_count(length, mode=config["drop_mode"], bucket_width=config["bucket_width"], rate=config["drop_rate"])
+        kept.append(drop_tokens(range(length), mask, n, rng) if n else list(range(length)))
+    new_lengths = [len(k) for k in kept]
+    cap = batch_cap(epoch, growth=config["batch_growth"], base=config["batch_size"])
+    if config["batching"] == "bucket":
+        return bucket_batches(new_lengths, bucket_width=config["bucket_width"], token_budget=config["token_budget"],
+                              cap=cap, rng=rng), kept
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    return [order[i:i + cap] for i in range(0, len(order), cap)], kept
