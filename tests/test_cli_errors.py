@@ -27,11 +27,11 @@ def digest(path):
 
 
 CASES = [
-    (["search", "--task", "sst3", "--budget", "1trials"], "unknown task 'sst3'; choices: cora"),
+    (["search", "--task", "sst3", "--budget", "1trials"], "unknown task 'sst3'; choices: cola, cora, mrpc, qnli, rte, sst2"),
     (["search", "--task", "cora", "--budget", "20gpus"], "bad budget '20gpus'; expected a positive number followed by one of gpu-h, cpu-h"),
     (["search", "--task", "cora", "--budget=-3h"], "bad budget '-3h'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "bad.yaml"], "bad.yaml: knobs.layers: low must be <= high; got low=3, high=2"),
-    (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"], "unknown search space 'nope'; choices: cora"),
+    (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"], "unknown search space 'nope'; choices: cola, cora, mrpc"),
     (["search", "--task", "cora", "--budget", "2trials", "--objectives", "accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
     (["search", "--task", "cora", "--budget", "2trials", "--workers", "0"], "--workers must be a whole number >= 1; got 0"),
     (["search", "--task", "cora", "--budget", "2trials", "--storage", "notadb://x"], "cannot open storage 'notadb://x'"),
@@ -46,6 +46,11 @@ CASES = [
     (["export", "--study", "keep", "--pick", "min", "-o", "x.yaml"], "bad pick rule 'min'"),
     (["trial", "--task", "cora", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
     (["trial", "--task", "cora", "--config", "flaky.yaml"], "flaky.yaml: unknown knob 'knobs' for task cora; choices: model"),
+    (["search", "--task", "cora", "--budget", "2trials", "--model", "bert-base-uncased"],
+     "--model applies to language tasks; task 'cora' has no pretrained model"),
+    (["search", "--task", "sst2", "--budget", "2trials", "--model", "/no/such/model"], "model '/no/such/model' not found"),
+    (["apply", "flaky.yaml", "-o", "out"], "flaky.yaml: has no task; apply needs a file written by `autotradeoff export`"),
+    (["apply", "missing.yaml", "-o", "out"], "config file 'missing.yaml' does not exist"),
 ]
 
 
@@ -64,13 +69,15 @@ def test_bad_input_exits_2_with_one_line_and_keeps_the_study(stored, args, messa
 @pytest.mark.parametrize("data, message", [
     ("/does/not/exist", "AUTOTRADEOFF_DATA='/does/not/exist' is not a directory"),
     ("empty", "Planetoid Cora not found: looked for ind.cora.tx"),
+    ("empty", "GLUE SST-2 not found: looked for train.tsv, dev.tsv"),
 ])
 def test_bad_data_directory_exits_2_naming_where_it_looked(stored, data, message):
     path = data if data.startswith("/") else str(stored / data)
-    result = run_cli("search", "--task", "cora", "--budget", "1trials", cwd=stored,
+    task = "sst2" if "SST-2" in message else "cora"
+    result = run_cli("search", "--task", task, "--budget", "1trials", cwd=stored,
                      env={"AUTOTRADEOFF_DATA": path, "AUTOTRADEOFF_CACHE": str(stored / "empty-cache")})
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not (stored / "studies" / "cora.db").exists()  # nothing created before the data was found
+    assert not (stored / "studies" / f"{task}.db").exists()  # nothing created before the data was found
 
 
 def test_listing_commands(stored):

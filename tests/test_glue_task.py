@@ -7,6 +7,7 @@ from transformers import AutoModelForSequenceClassification
 
 from autotradeoff.techniques.axbert import AxBertForSequenceClassification
 from autotradeoff.trial import run_trial
+
 from conftest import run_cli
 
 pytestmark = pytest.mark.integration

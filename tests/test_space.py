@@ -26,6 +26,19 @@ def test_shipped_cora_space_is_valid_and_samples_inside_its_ranges():
             assert config["heads"] == space.task_knobs["heads"].default
 
 
+@pytest.mark.parametrize("name", ["sst2", "sst2-greedy", "rte", "cola", "mrpc", "qnli"])
+def test_shipped_glue_spaces_are_valid_and_their_baseline_is_the_plain_fine_tune(name):
+    space = load_space(name)
+    base = {**{k: v.default for k, v in space.task_knobs.items()}, **space.constants, **space.baseline()}
+    assert base["batching"] == "random" and base["drop_mode"] == "off"  # a bare YAML `off` would be False
+    if name != "sst2-greedy":
+        assert base["ax_mode"] == "sites" and base["drop_ffn_layers"] == 0 and base["heads_kept"] == 1.0
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(10):
+        config = space.suggest(study.ask())
+        assert all(knob.check(config[n], n) == config[n] for n, knob in space.searched.items())
+
+
 def test_conditional_knob_is_only_asked_when_its_parent_matches():
     space = load_space("cora")
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
@@ -56,7 +69,7 @@ def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
     (("{accuracy: max, latency_ms: min}", "{accuracy: max}"), "needs at least 2 objectives"),
     (("{accuracy: max, latency_ms: min}", "{accuracy: up, latency_ms: min}"), "objectives.accuracy must be max or min; got 'up'"),
     (("task: cora", "task: cora\nsampler: tpe"), "unknown key 'sampler'; allowed:"),
-    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cora"),
+    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cola, cora, mrpc, qnli, rte, sst2"),
     (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
     (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
 ])

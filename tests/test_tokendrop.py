@@ -12,8 +12,8 @@ from autotradeoff.techniques.tokendrop import (
     bucket_batches,
     drop_count,
     drop_tokens,
-    epoch_batches,
     droppable_mask,
+    epoch_batches,
     lr_scale,
     padding_fraction,
 )
