@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install, run a real Cora search (~5 min on 2 cores), write reports/cora/index.html
+#               (make demo TASK=sst2 BUDGET=0.2cpu-h: the SST-2 AxFormer + TokenDrop search, ~8 min)
 #   make test   create .venv, install with test extras, run the test suite
 VENV       ?= .venv
 PYTHON     ?= python3
@@ -12,6 +13,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
 
+TASK   ?= cora
 BUDGET ?= 0.15cpu-h
 PYTEST_ARGS ?=
 
@@ -23,7 +25,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/autotradeoff search --task cora --budget $(BUDGET)
+	$(VENV)/bin/autotradeoff search --task $(TASK) --budget $(BUDGET)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
@@ -32,4 +34,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check autotradeoff tests benchmarks
 
 clean:
-	rm -rf $(VENV) studies/*.db studies/ray reports/cora
+	rm -rf $(VENV) studies/*.db studies/ray $(filter-out reports/benchmarks,$(wildcard reports/*))

@@ -7,6 +7,7 @@ config and ``tell`` with what the trial returned, so every rule lives here once.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -77,22 +78,25 @@ class SearchDriver:
         return time.monotonic() - self._started
 
     def _per_trial(self, trials: list) -> float | None:
-        """Mean cost of a finished trial in the budget's unit (wall seconds for wall-clock budgets)."""
+        """Typical (median) cost of a finished trial in the budget's unit (wall seconds for wall-clock
+        budgets). Median, not mean: costs are heavy-tailed where a stage is cached (the first trial with
+        new training knobs fine-tunes, later ones reuse it), and the mean stopped SST-2 searches with
+        room left for several typical trials."""
         charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
         if not charges:
             return None
         key = {"gpu-h": "gpu_h", "cpu-h": "cpu_h", "s": "wall_s", "trials": None}[self.budget.unit]
-        return 1.0 if key is None else sum(c[key] for c in charges) / len(charges)
+        return 1.0 if key is None else statistics.median(c[key] for c in charges)
 
     def can_start(self) -> bool:
-        trials = self.study.get_trials(deepcopy=False)  # read once per ask: spent and mean come from it
+        trials = self.study.get_trials(deepcopy=False)  # read once per ask: spent and median come from it
         per_trial = self._per_trial(trials)
         if self.budget.unit == "s":  # trials run side by side: only the clock matters
             return self.spent_now() + (per_trial or 0.0) <= self.budget.amount
         return self.budget.can_start(spent=self.spent_now(trials), reserved=self._reserved(per_trial), per_trial=per_trial)
 
     def _reserved(self, per_trial: float | None) -> float:
-        """Expected cost of the running trials: each at least the mean, or what it has used so far."""
+        """Expected cost of the running trials: each at least the median, or what it has used so far."""
         if self.budget.unit == "trials":
             return float(len(self._running))
         now = time.monotonic()

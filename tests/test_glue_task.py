@@ -2,6 +2,7 @@
 cache, then search -> export -> apply through the installed command with real Ray."""
 
 import pytest
+import torch
 import yaml
 from transformers import AutoModelForSequenceClassification
 
@@ -75,3 +76,11 @@ def test_search_export_apply_reproduces_the_exported_model(tmp_path):
         assert sum(p.numel() for p in loaded.parameters()) == record["metrics"]["params"]
     again = run_cli("apply", "chosen.yaml", "-o", "studies", cwd=tmp_path)  # a folder apply did not write
     assert again.returncode == 2 and "is not empty and was not written by apply" in again.stderr
+
+
+def test_same_seed_fine_tunes_the_same_model(baseline, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))  # a cold cache: fine-tune again, from scratch
+    torch.manual_seed(12345)  # whatever the process did before must not matter
+    again = run_trial("sst2", TRAIN, TINY)
+    assert again["finetune_reused"] == 0
+    assert again["accuracy"] == baseline["accuracy"] and again["train_steps"] == baseline["train_steps"]

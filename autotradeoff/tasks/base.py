@@ -7,7 +7,18 @@ from typing import Any
 from autotradeoff.errors import UsageError
 from autotradeoff.space import Knob
 
-__all__ = ["Task"]
+__all__ = ["Task", "run_fidelity"]
+
+
+def run_fidelity(*, gpu_share: float, warmup: int, repeats: int) -> dict[str, Knob]:
+    """Fidelity every task shares: seed, CPUs and GPU share per trial, latency warm-up and repeats."""
+    return {
+        "seed": Knob("seed", "int", 0, 0, 2**31 - 1, help="first seed"),
+        "threads": Knob("threads", "int", 1, 1, 256, help="CPUs (torch threads) per trial"),
+        "gpu_share": Knob("gpu_share", "float", gpu_share, 0.0, 8.0, help="GPUs per trial when GPUs exist"),
+        "latency_warmup": Knob("latency_warmup", "int", warmup, 0, 1000, help="untimed inference calls"),
+        "latency_repeats": Knob("latency_repeats", "int", repeats, 1, 10000, help="timed inference calls"),
+    }
 
 
 class Task:

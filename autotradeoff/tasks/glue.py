@@ -14,7 +14,7 @@ from typing import Any
 
 from autotradeoff.cost import count_flops, measure_latency, model_size
 from autotradeoff.space import Knob
-from autotradeoff.tasks.base import Task
+from autotradeoff.tasks.base import Task, run_fidelity
 from autotradeoff.tasks.glue_data import GLUE_TASKS, encode, load_split, score, selection_split
 from autotradeoff.tasks.glue_model import (
     DEFAULT_MODEL,
@@ -54,11 +54,7 @@ class GlueTask(Task):
         "selection_size": Knob("selection_size", "int", 256, 8, 1_000_000, help="held-out train examples for AxFormer's test"),
         "dev_size": Knob("dev_size", "int", 0, 0, 10_000_000, help="dev examples scored (0: all)"),
         "max_length": Knob("max_length", "int", 64, 8, 512, help="tokens per sequence (longer are truncated)"),
-        "seed": Knob("seed", "int", 0, 0, 2**31 - 1, help="fine-tuning seed"),
-        "threads": Knob("threads", "int", 1, 1, 256, help="CPUs (torch threads) per trial"),
-        "gpu_share": Knob("gpu_share", "float", 0.5, 0.0, 8.0, help="GPUs per trial when GPUs exist"),
-        "latency_warmup": Knob("latency_warmup", "int", 2, 0, 1000, help="untimed inference calls"),
-        "latency_repeats": Knob("latency_repeats", "int", 15, 1, 10000, help="timed calls at batch 1 (batch 32: a third)"),
+        **run_fidelity(gpu_share=0.5, warmup=2, repeats=15),  # batch 32 is timed a third as often
     }
 
     def __init__(self, name: str):

@@ -170,6 +170,7 @@ def finetuned(task: str, config: dict[str, Any], fidelity: dict[str, Any], data:
             model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").to(device)
             stats = TrainStats(**{**json.loads((folder / "stats.json").read_text()), "reused": True})
             return model.eval(), stats
+        torch.manual_seed(fidelity["seed"])  # the new classification head's init is part of "same seed, same model"
         model = load_classifier(fidelity["model"], num_labels, config["dropout"])
         stats = finetune(model, data, config, epochs=config["epochs"], seed=fidelity["seed"], device=device)
         tmp = folder.with_name(folder.name + ".tmp")  # written whole, then renamed: a crash leaves no half model

@@ -21,7 +21,7 @@ from autotradeoff.cost import count_flops, measure_latency, model_size
 from autotradeoff.data import cache_dir, cache_lock, find_files
 from autotradeoff.errors import TrialFailed
 from autotradeoff.space import Knob
-from autotradeoff.tasks.base import Task
+from autotradeoff.tasks.base import Task, run_fidelity
 
 __all__ = ["PlanetoidTask", "cora", "load_planetoid"]
 
@@ -134,11 +134,7 @@ class PlanetoidTask(Task):
     }
     fidelity = {
         "seeds": Knob("seeds", "int", 1, 1, 20, help="models trained per trial (mean accuracy, std)"),
-        "seed": Knob("seed", "int", 0, 0, 2**31 - 1, help="first seed"),
-        "threads": Knob("threads", "int", 1, 1, 256, help="CPUs (torch threads) per trial"),
-        "gpu_share": Knob("gpu_share", "float", 0.25, 0.0, 8.0, help="GPUs per trial when GPUs exist"),
-        "latency_warmup": Knob("latency_warmup", "int", 3, 0, 1000, help="untimed inference calls"),
-        "latency_repeats": Knob("latency_repeats", "int", 20, 1, 10000, help="timed inference calls"),
+        **run_fidelity(gpu_share=0.25, warmup=3, repeats=20),
     }
 
     def __init__(self, dataset: str):
