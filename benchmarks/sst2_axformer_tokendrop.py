@@ -32,6 +32,7 @@ from autotradeoff.errors import UsageError
 from autotradeoff.search import search
 from autotradeoff.tasks import get_task
 from autotradeoff.tasks.glue_model import collate, predict
+from autotradeoff.techniques import axformer
 
 SITES = """\
 task: sst2
@@ -113,12 +114,17 @@ def main() -> None:
         found = search("sst2", f"{args.trials}trials", space=str(space), study="bench", storage=f"sqlite:///{tmp}/b.db",
                        runner="local", seed=0)
         trial_rows = pareto.rows_of(found.study)
-        try:
-            chosen = pareto.pick(trial_rows, f"accuracy>={base_acc - 1e-9}, min latency_ms")
-        except UsageError:  # nothing reached the baseline: report the most accurate approximation instead
-            chosen = pareto.pick(trial_rows, "max accuracy")
+        approximated = [r for r in trial_rows if not axformer.is_off(task.fill_config(r["config"]))]
+        for rule in (f"accuracy>={base_acc - 1e-9}, min latency_ms",  # the target: no accuracy lost
+                     f"accuracy>={base_acc - 0.01}, min latency_ms",  # else: within a point (dev noise)
+                     "max accuracy"):
+            try:
+                chosen = pareto.pick(approximated, rule)
+                break
+            except UsageError:  # no approximation passes this rule: relax it, and say which one picked
+                continue
         search_wall = time.perf_counter() - start
-    name = f"AxFormer best of a {args.trials}-trial search (trial {chosen['number']})"
+    name = f"AxFormer sites, {args.trials}-trial search (trial {chosen['number']}, picked by {rule.split(',')[0]})"
     model, train, _ = task.build(task.fill_config(chosen["config"]), fidelity, device="cpu")
     predictions[name], models[name] = predict(model, dev, "cpu"), model
     rows.append({"run": name, "train_time_s": train.time_s, "train_steps": train.steps,
@@ -160,7 +166,8 @@ def write(rows: list[dict], args: argparse.Namespace, *, trial_count: int) -> No
              f"one seed. Latency re-measured for all models in {args.rounds} interleaved rounds (batch 1: a "
              f"median-length dev sentence; batch 32: the first 32 dev sentences). acc_diff_ci: paired bootstrap 95% "
              f"interval of accuracy minus the plain fine-tune's. Search: {trial_count} trials of AxFormer sites "
-             "(TPE), picked by `accuracy >= baseline, min latency_ms` on dev.", "",
+             "(TPE, the baseline enqueued first), picked among approximated configs by `accuracy >= baseline, "
+             "min latency_ms` on dev, else within 0.01 of it, else the most accurate (the row names the rule).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for row in rows]
     base = rows[0]

@@ -1,3 +1,5 @@
+import time
+
 import torch
 
 from autotradeoff.cost import count_flops, measure_latency, model_size
@@ -38,3 +40,14 @@ def test_graph_aggregation_counts_one_flop_per_scattered_element():
 def test_model_size_counts_parameters_and_bytes():
     size = model_size(torch.nn.Linear(10, 5))
     assert size == {"params": 55, "model_bytes": 55 * 4}
+
+
+def test_peak_memory_sees_a_short_lived_allocation_and_not_what_was_held_before():
+    from autotradeoff.cost import PeakMemory
+
+    held = torch.ones(64 * 2**20 // 4)  # 64 MiB held before: not charged
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(200 * 2**20 // 4)  # 200 MiB, written so the pages are resident
+        time.sleep(0.05)
+        del block
+    assert 150 < peak.mb < 400 and held.numel()
