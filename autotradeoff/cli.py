@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", help="SQLAlchemy URL (default: sqlite:///studies/<study>.db)")
 
     s = sub.add_parser("search", help="run (or resume) a multi-objective search")
-    s.add_argument("--task", required=True, help="task name, see `autotradeoff tasks`")
+    s.add_argument("--task", required=True, help="task name (`autotradeoff tasks`) or search space preset (`autotradeoff spaces`)")
     s.add_argument("--budget", required=True, help="e.g. 20gpu-h, 0.05cpu-h, 90m, 2h, 40trials")
     s.add_argument("--space", help="space name or YAML path (default: search_spaces/<task>.yaml)")
     study_args(s, required=False)
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", type=Path, required=True)
 
     t = sub.add_parser("trial", help="run one configuration (same code path as a search trial)")
-    t.add_argument("--task", required=True)
+    t.add_argument("--task", required=True, help="task name or search space preset (its fidelity is the default)")
     t.add_argument("--config", type=Path, help="exported YAML or a knob: value mapping (default: task defaults)")
     t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     t.add_argument("--model", help="pretrained model for language tasks (overrides the file's fidelity)")

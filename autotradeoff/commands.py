@@ -85,14 +85,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_trial(args: argparse.Namespace) -> int:
     from autotradeoff.export import read_config
     from autotradeoff.runner import trial_outcome
-    from autotradeoff.tasks import get_task
+    from autotradeoff.space import load_space
+    from autotradeoff.tasks import resolve_task
 
-    task = get_task(args.task)
+    task, preset = resolve_task(args.task)
     given = read_config(args.config) if args.config else {"task": None, "config": {}, "fidelity": {}, "metrics": {}}
     if given["task"] and given["task"] != task.name:
         raise UsageError(f"{args.config} was exported for task {given['task']!r}, not {task.name!r}")
     config = task.fill_config(given["config"], where=str(args.config or "config"))
-    fidelity = task.fill_fidelity({**given["fidelity"], **({"model": args.model} if args.model else {})})
+    preset_fidelity = load_space(preset).fidelity if preset else {}  # a preset's fidelity, unless the export has one
+    fidelity = task.fill_fidelity({**preset_fidelity, **given["fidelity"], **({"model": args.model} if args.model else {})})
     task.check_data(fidelity)
     metrics, error = trial_outcome(task.name, config, fidelity, device=args.device)
     if error:

@@ -14,7 +14,7 @@ from autotradeoff.driver import Progress, SearchDriver
 from autotradeoff.errors import UsageError
 from autotradeoff.space import load_space
 from autotradeoff.study import create_or_resume, default_storage, open_storage, reconcile
-from autotradeoff.tasks import get_task
+from autotradeoff.tasks import resolve_task
 
 __all__ = ["search", "SearchResult", "make_sampler", "default_workers"]
 
@@ -58,8 +58,8 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
            ray_dir: Path = Path("studies/ray"), verbose: bool = False, model: str | None = None) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent. All input is validated before anything runs."""
     the_budget = parse_budget(budget)
-    the_task = get_task(task)
-    the_space = load_space(space or the_task.name, task_name=the_task.name, objectives=objectives)
+    the_task, preset = resolve_task(task)
+    the_space = load_space(space or preset or the_task.name, task_name=the_task.name, objectives=objectives)
     if model is not None:  # a different pretrained model is a different study: it is part of the fidelity
         if "model" not in the_task.fidelity:
             raise UsageError(f"--model applies to language tasks; task {the_task.name!r} has no pretrained model")
@@ -75,8 +75,9 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     stored = len(the_study.get_trials(deepcopy=False))
     the_study.sampler = make_sampler(sampler, None if seed is None else seed + stored)
     reconciled = reconcile(the_study)
-    if not resumed:  # the task's baseline is the first point, so the front is read against it
-        the_study.enqueue_trial(the_space.baseline(), skip_if_exists=True)
+    if not resumed:  # the task's baseline is the first point (then the YAML's baselines), so the front is read against them
+        for config in the_space.reference_configs():
+            the_study.enqueue_trial(config, skip_if_exists=True)
 
     if runner == "ray":
         from autotradeoff.runner import ray_cluster

@@ -101,6 +101,11 @@ class SearchSpace:
     source: str = ""
     task_knobs: dict[str, Knob] = field(default_factory=dict, repr=False)
     metrics: tuple[str, ...] = ()  # every metric the task reports; only these are stored per trial
+    references: tuple[dict[str, Any], ...] = ()  # further named points enqueued after the baseline
+
+    def reference_configs(self) -> list[dict[str, Any]]:
+        """The baseline, then each ``baselines:`` entry of the YAML (the rest of its knobs at baseline)."""
+        return [self.baseline(), *({**self.baseline(), **ref} for ref in self.references)]
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Define-by-run: the full config for one Optuna trial (searched knobs + constants).
@@ -144,7 +149,7 @@ def list_spaces() -> dict[str, Path]:
     for directory in space_dirs():
         for path in sorted(directory.glob("*.yaml")):
             found.setdefault(path.stem, path)
-    return found
+    return dict(sorted(found.items()))
 
 
 def _resolve(name_or_path: str) -> Path:
@@ -245,7 +250,7 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
     """Validate parsed YAML ``data`` against ``task``'s declared knobs, fidelity and metrics."""
     if not isinstance(data, dict):
         raise UsageError(f"{source}: must be a mapping with keys task, objectives, knobs, fidelity; got {type(data).__name__}.")
-    allowed = {"task", "description", "objectives", "knobs", "fidelity"}
+    allowed = {"task", "description", "objectives", "knobs", "fidelity", "baselines"}
     unknown = set(data) - allowed
     if unknown:
         raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}.")
@@ -278,7 +283,21 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
         task.metrics, "--objectives" if objectives_override is not None else f"{source}: objectives")
     return SearchSpace(task=task.name, name=Path(source).stem, searched=searched, constants=constants,
                        objectives=objectives, fidelity=task.fill_fidelity(fidelity), source=source,
-                       task_knobs=dict(task.knobs), metrics=tuple(task.metrics))
+                       task_knobs=dict(task.knobs), metrics=tuple(task.metrics),
+                       references=_references(data.get("baselines") or [], source, searched))
+
+
+def _references(spec: Any, source: str, searched: dict[str, Knob]) -> tuple[dict[str, Any], ...]:
+    """``baselines: [{stages: 4}]``: reference points (e.g. plain self-training) the search starts with."""
+    if not isinstance(spec, list) or not all(isinstance(entry, dict) for entry in spec):
+        raise UsageError(f"{source}: baselines must be a list of mappings of searched knobs to values; got {spec!r}.")
+    references = []
+    for i, entry in enumerate(spec):
+        for name in entry:
+            if name not in searched:
+                raise UsageError(f"{source}: baselines[{i}].{name} is not a searched knob; choices: {', '.join(searched)}.")
+        references.append({name: searched[name].check(value, f"{source}: baselines[{i}].{name}") for name, value in entry.items()})
+    return tuple(references)
 
 
 def load_space(name_or_path: str, *, task_name: str | None = None, objectives: str | None = None) -> SearchSpace:

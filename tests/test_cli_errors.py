@@ -1,6 +1,7 @@
 """Bad input at the command line: one line naming the value, exit code 2, no traceback, nothing lost."""
 
 import hashlib
+import os
 
 import pytest
 
@@ -15,6 +16,7 @@ def stored(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "flaky.yaml").write_text(FLAKY)
     (root / "bad.yaml").write_text(SMALL_CORA.replace("layers: {low: 1, high: 2}", "layers: {low: 3, high: 2}"))
+    (root / "badref.yaml").write_text(SMALL_CORA + "baselines:\n  - {stages: 4}\n")
     (root / "empty").mkdir()
     done = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "3trials",
                    "--runner", "local", "--study", "keep", "--no-progress", cwd=root)
@@ -27,11 +29,16 @@ def digest(path):
 
 
 CASES = [
-    (["search", "--task", "sst3", "--budget", "1trials"], "unknown task 'sst3'; choices: cola, cora, mrpc, qnli, rte, sst2"),
+    (["search", "--task", "sst3", "--budget", "1trials"],
+     "unknown task 'sst3'; choices: citeseer, cola, cora, mrpc, pubmed, qnli, rte, sst2, or a search space: cora-ensemble"),
     (["search", "--task", "cora", "--budget", "20gpus"], "bad budget '20gpus'; expected a positive number followed by one of gpu-h, cpu-h"),
     (["search", "--task", "cora", "--budget=-3h"], "bad budget '-3h'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "bad.yaml"], "bad.yaml: knobs.layers: low must be <= high; got low=3, high=2"),
-    (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"], "unknown search space 'nope'; choices: cola, cora, mrpc"),
+    (["search", "--task", "cora", "--budget", "2trials", "--space", "badref.yaml"],
+     "badref.yaml: baselines[0].stages is not a searched knob; choices: model, layers"),
+    (["search", "--task", "cora-fewshot", "--budget", "2trials", "--space", "sst2"], "is a space for task 'sst2', not 'cora'"),
+    (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"],
+     "unknown search space 'nope'; choices: citeseer, cola, cora, cora-ensemble, cora-fewshot, mrpc"),
     (["search", "--task", "cora", "--budget", "2trials", "--objectives", "accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
     (["search", "--task", "cora", "--budget", "2trials", "--workers", "0"], "--workers must be a whole number >= 1; got 0"),
     (["search", "--task", "cora", "--budget", "2trials", "--storage", "notadb://x"], "cannot open storage 'notadb://x'"),
@@ -70,10 +77,11 @@ def test_bad_input_exits_2_with_one_line_and_keeps_the_study(stored, args, messa
     ("/does/not/exist", "AUTOTRADEOFF_DATA='/does/not/exist' is not a directory"),
     ("empty", "Planetoid Cora not found: looked for ind.cora.tx"),
     ("empty", "GLUE SST-2 not found: looked for train.tsv, dev.tsv"),
+    ("real", "Planetoid CiteSeer not found: looked for ind.citeseer.tx"),  # only Cora is in the test data
 ])
 def test_bad_data_directory_exits_2_naming_where_it_looked(stored, data, message):
-    path = data if data.startswith("/") else str(stored / data)
-    task = "sst2" if "SST-2" in message else "cora"
+    path = data if data.startswith("/") else os.environ["AUTOTRADEOFF_DATA"] if data == "real" else str(stored / data)
+    task = "sst2" if "SST-2" in message else "citeseer" if "CiteSeer" in message else "cora"
     result = run_cli("search", "--task", task, "--budget", "1trials", cwd=stored,
                      env={"AUTOTRADEOFF_DATA": path, "AUTOTRADEOFF_CACHE": str(stored / "empty-cache")})
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -26,6 +26,28 @@ def test_shipped_cora_space_is_valid_and_samples_inside_its_ranges():
             assert config["heads"] == space.task_knobs["heads"].default
 
 
+@pytest.mark.parametrize("name", ["cora-fewshot", "cora-ensemble", "citeseer", "pubmed"])
+def test_shipped_graph_spaces_start_from_their_baselines(name):
+    from autotradeoff.tasks import get_task
+    from autotradeoff.techniques import fastrain, geeni
+
+    space = load_space(name)
+    task = get_task(space.task)
+    configs = [task.fill_config({**space.constants, **c}) for c in space.reference_configs()]
+    assert all(geeni.is_off(c) and c["stages"] == 1 for c in configs[:1])  # first: the plain supervised GNN
+    if name == "cora-fewshot":  # then plain self-training: stages, every FASTRAIN switch off
+        assert configs[1]["stages"] == 4 and not any(configs[1][k] for k in ("dynamic_depth", "dynamic_drop", "calibrate", "spf", "pgp"))
+        assert set(fastrain.KNOBS) - {"depth_small", "depth_large", "drop_small", "drop_large", "calib_epochs",
+                                      "spf_samples", "spf_drop", "spf_rule"} <= set(space.searched)
+    if name == "cora-ensemble":  # then the plain ensemble: members, nothing isolated or pruned
+        assert configs[1]["n_members"] == 5 and not configs[1]["isolate_frac"] and not configs[1]["weight_sparsity"]
+        assert set(geeni.KNOBS) <= set(space.searched)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        config = space.suggest(study.ask())
+        assert all(knob.check(config[n], n) == config[n] for n, knob in space.searched.items() if knob.active(config))
+
+
 @pytest.mark.parametrize("name", ["sst2", "sst2-greedy", "rte", "cola", "mrpc", "qnli"])
 def test_shipped_glue_spaces_are_valid_and_their_baseline_is_the_plain_fine_tune(name):
     space = load_space(name)
@@ -69,7 +91,7 @@ def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
     (("{accuracy: max, latency_ms: min}", "{accuracy: max}"), "needs at least 2 objectives"),
     (("{accuracy: max, latency_ms: min}", "{accuracy: up, latency_ms: min}"), "objectives.accuracy must be max or min; got 'up'"),
     (("task: cora", "task: cora\nsampler: tpe"), "unknown key 'sampler'; allowed:"),
-    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cola, cora, mrpc, qnli, rte, sst2"),
+    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: citeseer, cola, cora, mrpc, pubmed, qnli, rte, sst2"),
     (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
     (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
 ])

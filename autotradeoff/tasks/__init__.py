@@ -1,6 +1,7 @@
 """Task registry: name -> lazily imported factory ("module:attribute"), so only graph tasks pay for PyG.
 
-A task can also be given as an import path, ``mypackage.tasks:MyTask``, for tasks outside this package.
+A task can also be given as an import path, ``mypackage.tasks:MyTask``, for tasks outside this package,
+or (``resolve_task``) as the name of a search space preset, ``cora-fewshot``, which names its task.
 """
 
 from __future__ import annotations
@@ -11,16 +12,29 @@ from functools import cache
 from autotradeoff.errors import UsageError
 from autotradeoff.tasks.base import Task
 
-__all__ = ["TASKS", "Task", "get_task", "task_names"]
+__all__ = ["TASKS", "Task", "get_task", "resolve_task", "task_names"]
 
 TASKS: dict[str, str] = {
-    "cora": "autotradeoff.tasks.planetoid:cora",
+    **{name: f"autotradeoff.tasks.planetoid:{name}" for name in ("cora", "citeseer", "pubmed")},
     **{name: f"autotradeoff.tasks.glue:{name}" for name in ("sst2", "rte", "cola", "mrpc", "qnli")},
 }
 
 
 def task_names() -> list[str]:
     return sorted(TASKS)
+
+
+def resolve_task(name: str) -> tuple[Task, str | None]:
+    """(task, preset): ``name`` is a task (preset None) or a search space preset naming its task."""
+    from autotradeoff.space import list_spaces, load_space
+
+    if name in TASKS or ":" in name:
+        return get_task(name), None
+    spaces = list_spaces()
+    if name not in spaces:
+        raise UsageError(f"unknown task {name!r}; choices: {', '.join(task_names())}, or a search space: "
+                         f"{', '.join(s for s in spaces if s not in TASKS) or '(none found)'} (or module:attribute)")
+    return get_task(load_space(name).task), name
 
 
 @cache

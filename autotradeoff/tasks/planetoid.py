@@ -1,16 +1,20 @@
-"""Planetoid node classification (Cora): a GCN/GAT/SAGE trained full-batch on the public split.
+"""Planetoid node classification (Cora, CiteSeer, PubMed) with FASTRAIN-GNN self-training and GEENI ensembles.
 
 Data: ``planetoid/<Name>/raw/ind.<name>.*`` under ``$AUTOTRADEOFF_DATA`` or the cache (PyG downloads
-it when online). Accuracy is on the public test split; the checkpoint is selected on validation
-accuracy, never on test. Costs are measured on full-graph inference of the selected model.
+it when online). Splits: the public one (``labels_per_class: 0``) or, drawn from each seed, that many
+training nodes per class from the nodes outside the public validation and test sets. Accuracy is on
+the public test nodes (unlabeled during training), as mean and std over ``seeds`` splits/seeds;
+checkpoints are selected on validation accuracy, never on test. The pipeline of a trial:
+split -> train every ensemble member by (self-)training -> isolate and prune (GEENI) -> evaluate ->
+measure full-graph inference of the deployed ensemble on its thinned graph.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import pickle
+import statistics
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,10 @@ from autotradeoff.data import cache_dir, cache_lock, find_files
 from autotradeoff.errors import TrialFailed
 from autotradeoff.space import Knob
 from autotradeoff.tasks.base import Task, run_fidelity
+from autotradeoff.tasks.gnn import GraphWork, accuracy, drop_edges
+from autotradeoff.techniques import fastrain, geeni
 
-__all__ = ["PlanetoidTask", "cora", "load_planetoid"]
+__all__ = ["PlanetoidTask", "Deployed", "cora", "citeseer", "pubmed", "load_planetoid", "make_split", "build"]
 
 _CORE_FILES = ("tx", "allx", "ty", "ally", "graph", "test.index")
 _PUBLIC_TRAIN_PER_CLASS = 20  # Planetoid's public split: ind.<name>.x/y are the first 20*C rows of allx/ally
@@ -69,56 +75,83 @@ def load_planetoid(name: str):
         return Planetoid(str(root), name)[0]
 
 
-def build_model(config: dict[str, Any], in_channels: int, out_channels: int) -> torch.nn.Module:
-    from torch_geometric.nn.models import GAT, GCN, GraphSAGE
-
-    kind, heads = config["model"], config["heads"]
-    common = {"in_channels": in_channels, "num_layers": config["layers"], "out_channels": out_channels,
-              "dropout": config["dropout"]}
-    if kind == "gat":  # hidden is the width per head, as in the GAT paper (8 heads x 8)
-        return GAT(hidden_channels=config["hidden"] * heads, heads=heads, **common)
-    return {"gcn": GCN, "sage": GraphSAGE}[kind](hidden_channels=config["hidden"], **common)
-
-
-def train_one(config: dict[str, Any], data, *, seed: int, device: str) -> tuple[torch.nn.Module, float, int]:
-    """Train with Adam, full batch, edge dropping per epoch; keep the best-validation weights."""
-    from torch_geometric.utils import dropout_edge
-
-    torch.manual_seed(seed)
-    model = build_model(config, data.num_features, int(data.y.max()) + 1).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    best_val, best_state = -1.0, None
-    for epoch in range(config["epochs"]):
-        model.train()
-        edges = data.edge_index
-        if config["edge_drop"] > 0:
-            edges, _ = dropout_edge(edges, p=config["edge_drop"], training=True)
-        optimizer.zero_grad()
-        out = model(data.x, edges)
-        loss = torch.nn.functional.cross_entropy(out[data.train_mask], data.y[data.train_mask])
-        if not math.isfinite(loss.item()):
-            raise TrialFailed(f"non-finite training loss ({loss.item()}) at epoch {epoch}")
-        loss.backward()
-        optimizer.step()
-        val = evaluate(model, data, data.val_mask)
-        if val > best_val:
-            best_val, best_state = val, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    return model.eval(), best_val, config["epochs"]
+def make_split(data, labels_per_class: int, seed: int):
+    """``data`` itself for the public split (0), else a copy whose ``train_mask`` holds ``labels_per_class``
+    nodes per class drawn with ``seed`` from outside the public validation and test nodes."""
+    if not labels_per_class:
+        return data
+    generator = torch.Generator().manual_seed(seed)
+    pool = ~(data.val_mask | data.test_mask)
+    train = torch.zeros_like(pool)
+    for label in range(int(data.y.max()) + 1):
+        nodes = (pool & (data.y == label)).nonzero().view(-1)
+        if len(nodes) < labels_per_class:
+            raise TrialFailed(f"labels_per_class={labels_per_class}: class {label} has only {len(nodes)} nodes to draw from")
+        train[nodes[torch.randperm(len(nodes), generator=generator)[:labels_per_class].to(nodes.device)]] = True
+    split = data.clone()
+    split.train_mask = train
+    return split
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data, mask: torch.Tensor) -> float:
-    model.eval()
-    pred = model(data.x, data.edge_index).argmax(dim=-1)
-    return float((pred[mask] == data.y[mask]).float().mean())
+@dataclass
+class Deployed:
+    """The ensemble as deployed: members and the (thinned) graph they run on."""
+
+    ensemble: geeni.Ensemble
+    edge_index: torch.Tensor
+    edge_weight: torch.Tensor | None
+    unweighted: torch.Tensor | None  # the graph for members without edge weights (down-weighted edges dropped)
+    work: GraphWork  # training and preparation
+    pseudo: torch.Tensor  # nodes member 0 pseudolabeled
+    pseudo_labels: torch.Tensor
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble(x, self.edge_index, self.edge_weight, self.unweighted)
+
+    def edges(self) -> int:
+        """Messages one inference passes: each member's graph edges x its layers."""
+        return sum(m.num_layers * (self.edge_index if kind == "gcn" or self.unweighted is None else self.unweighted).size(1)
+                   for m, kind in zip(self.ensemble.members, self.ensemble.kinds))
+
+
+def build(config: dict[str, Any], split, *, seed: int) -> Deployed:
+    """Train the members (FASTRAIN stages; one stage = supervised), then GEENI's isolation and pruning."""
+    members, kinds, work, first = [], [], GraphWork(), None
+    for index in range(config["n_members"]):
+        member = geeni.member_settings(config, index)
+        data = split
+        if member.pop("subgraph"):
+            data = split.clone()
+            data.edge_index = drop_edges(split.edge_index, config["subgraph_drop"], torch.Generator().manual_seed(seed + index))
+        trained = fastrain.self_train(config, data, seed=seed + 1000 * index, **member)
+        first = first or trained
+        members.append(trained.model)
+        kinds.append(member["kind"])
+        work.edges, work.epochs, work.flops = (work.edges + trained.work.edges, work.epochs + trained.work.epochs,
+                                               work.flops + trained.work.flops)
+    edge_index, edge_weight = first.edge_index, None  # member 0's graph (after its PGP pruning)
+    ensemble = geeni.Ensemble(members, kinds, config["combine"])
+    if config["isolate_frac"] > 0:
+        unlabeled = (~split.train_mask).nonzero().view(-1)
+        scores = geeni.error_scores(ensemble.member_probs(split.x, edge_index), config["error_score"])[unlabeled]
+        work.edges += sum(m.num_layers for m in members) * edge_index.size(1)
+        chosen = unlabeled[scores.argsort(descending=True)[: int(config["isolate_frac"] * len(unlabeled))]]
+        edge_index, edge_weight = geeni.isolate_error_nodes(edge_index, chosen, mode=config["isolation_mode"],
+                                                            alpha=config["isolation_alpha"])
+    edge_index, edge_weight = geeni.prune_edges(edge_index, config["edge_prune"], split.num_nodes, edge_weight)
+    unweighted = None if edge_weight is None else edge_index[:, edge_weight >= 1]
+    if config["weight_sparsity"] > 0:
+        ensemble = geeni.Ensemble([geeni.prune_channels(m, config["weight_sparsity"], config, k) for m, k in zip(members, kinds)],
+                                  kinds, config["combine"])
+    return Deployed(ensemble.eval(), edge_index, edge_weight, unweighted, work, first.pseudo, first.pseudo_labels)
 
 
 class PlanetoidTask(Task):
     metrics = {
         "accuracy": "max", "accuracy_std": "min", "val_accuracy": "max",
-        "latency_ms": "min", "latency_iqr_ms": "min", "flops": "min", "params": "min",
-        "model_bytes": "min", "edges": "min", "train_time_s": "min",
+        "latency_ms": "min", "latency_iqr_ms": "min", "flops": "min", "params": "min", "model_bytes": "min",
+        "edges": "min", "train_time_s": "min", "train_edges": "min", "train_flops": "min", "train_epochs": "min",
+        "pseudo_labels": "max", "pseudo_accuracy": "max",
     }
     default_objectives = ("accuracy", "latency_ms")
     knobs = {
@@ -129,46 +162,63 @@ class PlanetoidTask(Task):
         "dropout": Knob("dropout", "float", 0.5, 0.0, 0.95, help="feature dropout"),
         "lr": Knob("lr", "float", 0.01, 1e-5, 1.0, help="Adam learning rate"),
         "weight_decay": Knob("weight_decay", "float", 5e-4, 0.0, 0.1, help="Adam L2 penalty"),
-        "epochs": Knob("epochs", "int", 200, 1, 5000, help="full-batch training epochs"),
+        "epochs": Knob("epochs", "int", 200, 1, 5000, help="full-batch training epochs (per stage)"),
+        "patience": Knob("patience", "int", 0, 0, 5000, help="stop after this many epochs without a better validation accuracy (0: never)"),
         "edge_drop": Knob("edge_drop", "float", 0.0, 0.0, 0.9, help="share of edges dropped each epoch"),
+        **fastrain.KNOBS,
+        **geeni.KNOBS,
     }
     fidelity = {
-        "seeds": Knob("seeds", "int", 1, 1, 20, help="models trained per trial (mean accuracy, std)"),
+        "labels_per_class": Knob("labels_per_class", "int", 0, 0, 10_000, help="training labels per class (0: the public split)"),
+        "seeds": Knob("seeds", "int", 1, 1, 50, help="splits/seeds per trial (accuracy mean and std)"),
         **run_fidelity(gpu_share=0.25, warmup=3, repeats=20),
     }
 
     def __init__(self, dataset: str):
         self.dataset = dataset
         self.name = dataset.lower()
-        self.description = f"Planetoid {dataset} node classification (public split), GCN/GAT/SAGE"
+        self.description = f"Planetoid {dataset} node classification: GCN/GAT/SAGE, FASTRAIN-GNN, GEENI"
 
     def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         find_raw(self.dataset)
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         data = load_planetoid(self.dataset).to(device)
-        start = time.perf_counter()
-        accuracies, vals, model = [], [], None
+        runs = []
         for offset in range(fidelity["seeds"]):
-            model, val, _ = train_one(config, data, seed=fidelity["seed"] + offset, device=device)
-            accuracies.append(evaluate(model, data, data.test_mask))
-            vals.append(val)
-        train_time = time.perf_counter() - start
-        forward = lambda: model(data.x, data.edge_index)  # noqa: E731  (full-graph inference)
-        latency = measure_latency(forward, warmup=fidelity["latency_warmup"],
-                                  repeats=fidelity["latency_repeats"], threads=fidelity["threads"], model=model)
-        acc = torch.tensor(accuracies)
-        return {
-            "accuracy": float(acc.mean()),
-            "accuracy_std": float(acc.std()) if len(accuracies) > 1 else 0.0,
-            "val_accuracy": float(torch.tensor(vals).mean()),
-            **latency.as_metrics(),
-            "flops": float(count_flops(forward)),
-            **{k: float(v) for k, v in model_size(model).items()},
-            "edges": float(data.edge_index.size(1) * config["layers"]),
-            "train_time_s": train_time,
-        }
+            seed = fidelity["seed"] + offset
+            split = make_split(data, fidelity["labels_per_class"], seed)
+            start = time.perf_counter()
+            deployed = build(config, split, seed=seed)
+            elapsed = time.perf_counter() - start
+            pred = deployed.scores(split.x).argmax(-1)
+            pseudo = deployed.pseudo
+            runs.append({"accuracy": accuracy(pred, split.y, split.test_mask),
+                         "val_accuracy": accuracy(pred, split.y, split.val_mask), "train_time_s": elapsed,
+                         "train_edges": deployed.work.edges, "train_flops": deployed.work.flops,
+                         "train_epochs": deployed.work.epochs, "pseudo_labels": int(pseudo.sum()),
+                         "pseudo_accuracy": accuracy(deployed.pseudo_labels, split.y, pseudo) if pseudo.any() else 0.0})
+        mean = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
+        mean["accuracy_std"] = statistics.stdev(r["accuracy"] for r in runs) if len(runs) > 1 else 0.0
+        return {**{k: float(v) for k, v in mean.items()}, **self.costs(deployed, split, fidelity)}
+
+    @staticmethod
+    def costs(deployed: Deployed, split, fidelity: dict[str, Any]) -> dict[str, float]:
+        """Full-graph inference of the deployed ensemble: latency, FLOPs, messages, size."""
+        forward = lambda: deployed.scores(split.x)  # noqa: E731
+        latency = measure_latency(forward, warmup=fidelity["latency_warmup"], repeats=fidelity["latency_repeats"],
+                                  threads=fidelity["threads"], model=deployed.ensemble)
+        return {**latency.as_metrics(), "flops": float(count_flops(forward)), "edges": float(deployed.edges()),
+                **{k: float(v) for k, v in model_size(deployed.ensemble).items()}}
 
 
 def cora() -> PlanetoidTask:
     return PlanetoidTask("Cora")
+
+
+def citeseer() -> PlanetoidTask:
+    return PlanetoidTask("CiteSeer")
+
+
+def pubmed() -> PlanetoidTask:
+    return PlanetoidTask("PubMed")

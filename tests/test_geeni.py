@@ -1,0 +1,88 @@
+"""GEENI's pieces on real Cora: isolation, edge and channel pruning, combining, and all-off = one GNN."""
+
+import pytest
+import torch
+
+from autotradeoff.tasks import get_task
+from autotradeoff.tasks.gnn import GraphWork, logits, train_gnn
+from autotradeoff.tasks.planetoid import build, load_planetoid
+from autotradeoff.techniques import geeni
+
+
+@pytest.fixture(scope="module")
+def cora():
+    return load_planetoid("Cora")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return get_task("cora").fill_config({"epochs": 30})
+
+
+def test_isolation_removes_the_outgoing_edges_of_the_chosen_nodes_only(cora):
+    nodes = torch.tensor([0, 5, 633, 1862])
+    kept, weight = geeni.isolate_error_nodes(cora.edge_index, nodes)
+    outgoing = torch.isin(cora.edge_index[0], nodes)
+    assert weight is None and outgoing.sum() > 0
+    assert torch.equal(kept, cora.edge_index[:, ~outgoing])
+    incoming = torch.isin(cora.edge_index[1], nodes) & ~outgoing
+    assert torch.isin(kept[1], nodes).sum() == incoming.sum() > 0  # they still listen to the others
+    same, weight = geeni.isolate_error_nodes(cora.edge_index, nodes, mode="down-weight", alpha=0.25)
+    assert same is cora.edge_index and torch.equal(weight[outgoing], torch.full((int(outgoing.sum()),), 0.25))
+    assert (weight[~outgoing] == 1).all()
+
+
+def test_edge_pruning_drops_the_lowest_weight_edges(cora):
+    kept, _ = geeni.prune_edges(cora.edge_index, 0.3, cora.num_nodes)
+    assert kept.size(1) == cora.edge_index.size(1) - int(0.3 * cora.edge_index.size(1))
+    degree = torch.bincount(cora.edge_index[1], minlength=cora.num_nodes).float() + 1
+    norm = lambda e: (degree[e[0]] * degree[e[1]]).rsqrt()  # noqa: E731
+    dropped = ~torch.isin(cora.edge_index[0] * 10**4 + cora.edge_index[1], kept[0] * 10**4 + kept[1])
+    assert norm(kept).min() >= norm(cora.edge_index[:, dropped]).max()
+
+
+def test_channel_pruning_removes_weights_physically_and_spares_dead_channels(cora, config):
+    model, _ = train_gnn(config, cora, y=cora.y, train_mask=cora.train_mask, edge_index=cora.edge_index, seed=0,
+                         work=GraphWork())
+    with torch.no_grad():  # silence half the hidden channels: pruning them must not change the output
+        model.convs[0].lin.weight[8:] = 0
+        model.convs[0].bias[8:] = 0
+    smaller = geeni.prune_channels(model, 0.5, config, "gcn")
+    assert smaller.convs[0].lin.weight.shape == (8, 1433) and smaller.convs[1].lin.weight.shape == (7, 8)
+    assert sum(p.numel() for p in smaller.parameters()) < sum(p.numel() for p in model.parameters())
+    assert torch.allclose(logits(smaller, cora.x, cora.edge_index), logits(model, cora.x, cora.edge_index), atol=1e-5)
+
+
+def test_error_scores_rank_uncertain_nodes_first():
+    probs = torch.tensor([[[0.9, 0.1], [0.5, 0.5], [0.8, 0.2]],
+                          [[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]]])  # node 0 sure, 1 uncertain, 2 disputed
+    for how in ("entropy", "maxprob"):
+        assert geeni.error_scores(probs, how).argmin() == 0
+    assert geeni.error_scores(probs, "disagreement").argmax() == 2
+
+
+def test_votes_and_means_combine_members():
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x, edge_index):
+            return self.out
+
+    outs = [torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.1]]), torch.tensor([[0.0, 0.1]])]
+    members = [Fixed(o) for o in outs]
+    edges = torch.zeros(2, 0, dtype=torch.long)
+    assert geeni.Ensemble(members, ["gcn"] * 3, "vote")(None, edges).argmax() == 1  # two votes beat one sure member
+    assert geeni.Ensemble(members, ["gcn"] * 3, "mean")(None, edges).argmax() == 0
+
+
+def test_all_off_is_the_single_gnn_and_isolation_really_thins_the_graph(cora, config):
+    single = build(config, cora, seed=3)
+    direct, _ = train_gnn(config, cora, y=cora.y, train_mask=cora.train_mask, edge_index=cora.edge_index, seed=3,
+                          work=GraphWork())
+    assert single.edge_index is cora.edge_index and len(single.ensemble.members) == 1
+    assert torch.allclose(single.scores(cora.x), logits(direct, cora.x, cora.edge_index).softmax(-1))
+    thinned = build({**config, "n_members": 3, "isolate_frac": 0.2, "edge_prune": 0.2, "weight_sparsity": 0.5}, cora, seed=3)
+    assert single.edges() * 3 > thinned.edges() and thinned.edge_index.size(1) < cora.edge_index.size(1) * 0.8
+    assert sum(p.numel() for p in thinned.ensemble.parameters()) < 3 * sum(p.numel() for p in direct.parameters())
