@@ -16,11 +16,11 @@ is then measured on fresh splits/seeds 100..104, so the search's rows carry no s
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
 import yaml
+from tables import markdown_table, write_csv  # benchmarks/tables.py
 
 from autotradeoff import pareto
 from autotradeoff.errors import UsageError
@@ -43,7 +43,7 @@ def searched(preset: str, labels: int, trials: int, seeds: int, rule: str, refer
     data = yaml.safe_load(list_spaces()[preset].read_text())
     data["fidelity"].update(labels_per_class=labels, seeds=seeds)
     space = out / f"{preset}-{labels}.yaml"
-    space.write_text(yaml.safe_dump(data))
+    space.write_text(yaml.safe_dump(data, sort_keys=False))  # "when:" parents must stay first
     found = search("cora", f"{trials}trials", space=str(space), study=space.stem, storage=f"sqlite:///{out}/b.db",
                    seed=0, ray_dir=out / "ray")
     rows = [r for r in pareto.rows_of(found.study) if r["state"] == "COMPLETE"]
@@ -103,13 +103,8 @@ def _ratios(rows: list[dict]) -> None:
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
     _ratios(rows)
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / "cora_fastrain_geeni"
-    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    write_csv(rows, stem.with_suffix(".csv"))
     tables = {
         "fastrain": ["labels", "run", "accuracy", "accuracy_std", "pseudo_labels", "pseudo_accuracy", "train_time_s",
                      "train_time_s_ratio", "train_edges_ratio", "train_flops_ratio"],
@@ -122,9 +117,7 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
              "picked on splits 0..2 / 0..1 by the rule named, then measured here on fresh splits.", ""]
     for part, cols in tables.items():
         lines += [f"## {'FASTRAIN-GNN' if part == 'fastrain' else 'GEENI'}", "",
-                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows if r["part"] == part]
-        lines.append("")
+                  *markdown_table([r for r in rows if r["part"] == part], cols), ""]
     lines.append("Configs the searches picked (searched knobs and constants; the rest at the task's defaults):")
     for r in rows:
         if "search" in r["run"]:

@@ -17,7 +17,6 @@ selects on the held-out train slice only.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from tables import markdown_table, write_csv  # benchmarks/tables.py
 
 from autotradeoff import pareto
 from autotradeoff.cost import measure_latency
@@ -152,15 +152,10 @@ def main() -> None:
 
 
 def write(rows: list[dict], args: argparse.Namespace, *, trial_count: int) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / "sst2_axformer_tokendrop"
-    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, stem.with_suffix(".csv"))
     cols = ["run", "accuracy", "acc_diff_ci", "latency_b1_ms", "latency_b1_iqr_ms", "speedup_b1", "latency_b32_ms",
             "speedup_b32", "params", "train_time_s", "finetune_speedup", "padding_pct", "train_steps", "selection_passes"]
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = [f"# SST-2 dev (872 sentences), all-MiniLM-L6-v2, CPU, {args.threads} thread(s)", "",
              f"Fine-tuning: {args.train_size} training sentences, {args.epochs} epochs, lr {args.lr}, max length 64, "
              f"one seed. Latency re-measured for all models in {args.rounds} interleaved rounds (batch 1: a "
@@ -168,8 +163,7 @@ def write(rows: list[dict], args: argparse.Namespace, *, trial_count: int) -> No
              f"interval of accuracy minus the plain fine-tune's. Search: {trial_count} trials of AxFormer sites "
              "(TPE, the baseline enqueued first), picked among approximated configs by `accuracy >= baseline, "
              "min latency_ms` on dev, else within 0.01 of it, else the most accurate (the row names the rule).", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(row[c]) for c in cols) + " |" for row in rows]
+             *markdown_table(rows, cols)]
     base = rows[0]
     ax = [r for r in rows if r["run"].startswith("AxFormer")]
     td = [r for r in rows[1:] if not r["run"].startswith("AxFormer")]
