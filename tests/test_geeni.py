@@ -86,3 +86,16 @@ def test_all_off_is_the_single_gnn_and_isolation_really_thins_the_graph(cora, co
     thinned = build({**config, "n_members": 3, "isolate_frac": 0.2, "edge_prune": 0.2, "weight_sparsity": 0.5}, cora, seed=3)
     assert single.edges() * 3 > thinned.edges() and thinned.edge_index.size(1) < cora.edge_index.size(1) * 0.8
     assert sum(p.numel() for p in thinned.ensemble.parameters()) < 3 * sum(p.numel() for p in direct.parameters())
+
+
+@pytest.mark.parametrize("diversity, mode, combine", [("seeds", "drop", "mean"), ("arch", "down-weight", "vote"),
+                                                      ("width", "drop", "vote"), ("subgraph", "down-weight", "mean"),
+                                                      ("all", "drop", "mean")])
+def test_every_kind_of_ensemble_runs_to_finite_costs(diversity, mode, combine):
+    from autotradeoff.trial import run_trial
+
+    config = {"epochs": 5, "n_members": 3, "diversity": diversity, "isolate_frac": 0.3, "isolation_mode": mode,
+              "edge_prune": 0.5, "weight_sparsity": 0.9, "combine": combine, "error_score": "disagreement"}
+    metrics = run_trial("cora", config, {"latency_repeats": 3, "latency_warmup": 1})
+    assert 0 < metrics["accuracy"] <= 1 and metrics["latency_ms"] > 0 and metrics["flops"] > 0
+    assert metrics["edges"] < 3 * 2 * 10556 * 0.5 + 1  # pruned graph, three 2-layer members
