@@ -29,6 +29,9 @@ class GraphWork:
     epochs: int = 0
     flops: float = 0.0
 
+    def add(self, other: GraphWork) -> None:
+        self.edges, self.epochs, self.flops = self.edges + other.edges, self.epochs + other.epochs, self.flops + other.flops
+
 
 def build_model(config: dict[str, Any], in_channels: int, out_channels: int, *, layers: int | None = None,
                 kind: str | None = None, hidden: int | None = None) -> torch.nn.Module:

@@ -127,8 +127,7 @@ def build(config: dict[str, Any], split, *, seed: int) -> Deployed:
         first = first or trained
         members.append(trained.model)
         kinds.append(member["kind"])
-        work.edges, work.epochs, work.flops = (work.edges + trained.work.edges, work.epochs + trained.work.epochs,
-                                               work.flops + trained.work.flops)
+        work.add(trained.work)
     edge_index, edge_weight = first.edge_index, None  # member 0's graph (after its PGP pruning)
     ensemble = geeni.Ensemble(members, kinds, config["combine"])
     if config["isolate_frac"] > 0:
