@@ -1,7 +1,9 @@
 """Where data is found: ``$AUTOTRADEOFF_DATA`` first, then the tool's own cache, else a download.
 
 Layout (the same under both roots): ``planetoid/<Name>/raw/ind.<name>.*`` (PyG's layout),
-``glue/<TASK>/{train,dev}.tsv``. The cache is ``$AUTOTRADEOFF_CACHE`` or ``~/.cache/autotradeoff``;
+``glue/<TASK>/{train,dev}.tsv``, ``fashion-mnist/*-ubyte[.gz]`` (IDX files; Debian's
+``dataset-fashion-mnist`` folder is also looked in), ``cifar10/cifar-10-batches-py/`` (the python version).
+The cache is ``$AUTOTRADEOFF_CACHE`` or ``~/.cache/autotradeoff``;
 processed files and downloads go there, so a read-only data directory works.
 """
 
@@ -51,19 +53,21 @@ def find_files(
     *,
     what: str,
     download: Callable[[Path], None] | None = None,
+    also: Sequence[Path] = (),
 ) -> Path:
     """Return the first directory ``<root>/<relative>`` that holds every ``required`` file.
 
-    Roots: ``$AUTOTRADEOFF_DATA`` then ``<cache>/data``. If none has them, ``download(dir)`` is tried
+    Roots: ``$AUTOTRADEOFF_DATA`` then ``<cache>/data``, then the folders ``also`` (system copies,
+    e.g. a Debian data package). If none has them, ``download(dir)`` is tried
     into the cache (unless ``AUTOTRADEOFF_OFFLINE=1``); failing that, DataMissingError names the
     directories and files looked for.
     """
     roots = [root for root in (data_root(), cache_dir() / "data") if root is not None]
     candidates = [root / relative for root in roots]
-    for directory in candidates:
+    for directory in (*candidates, *also):
         if all((directory / name).is_file() for name in required):
             return directory
-    target = candidates[-1]
+    target = candidates[-1]  # the cache
     reason = "offline (AUTOTRADEOFF_OFFLINE=1)" if os.environ.get("AUTOTRADEOFF_OFFLINE") == "1" else None
     if download is not None and reason is None:
         try:
@@ -74,6 +78,6 @@ def find_files(
             reason = "the download did not produce them"
         except Exception as exc:  # any network/filesystem failure becomes the one-line message
             reason = f"download failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    looked = " or ".join(str(d) for d in candidates)
+    looked = " or ".join(str(d) for d in (*candidates, *also))
     raise DataMissingError(f"{what} not found: looked for {', '.join(required)} in {looked}; {reason or 'no download available'}. "
                            f"Put the files there or set {DATA_ENV} to a folder that has {relative}/.")
