@@ -41,8 +41,9 @@ _AGGREGATION = {
 }
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """Run ``fn()`` once without autograd and return the FLOPs it performed."""
-    with FlopCounterMode(display=False, custom_mapping=_AGGREGATION) as counter, torch.no_grad():
+def count_flops(fn: Callable[[], object], *, grad: bool = False) -> int:
+    """Run ``fn()`` once and return the FLOPs it performed: without autograd, or with it (``grad``) when
+    ``fn`` is a training step whose backward pass is to be counted too."""
+    with FlopCounterMode(display=False, custom_mapping=_AGGREGATION) as counter, torch.set_grad_enabled(grad):
         fn()
     return int(counter.get_total_flops())

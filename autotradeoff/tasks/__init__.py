@@ -17,6 +17,8 @@ __all__ = ["TASKS", "Task", "get_task", "resolve_task", "task_names"]
 TASKS: dict[str, str] = {
     **{name: f"autotradeoff.tasks.planetoid:{name}" for name in ("cora", "citeseer", "pubmed")},
     **{name: f"autotradeoff.tasks.glue:{name}" for name in ("sst2", "rte", "cola", "mrpc", "qnli")},
+    "fashion-mnist": "autotradeoff.tasks.vision:fashion_mnist",
+    "cifar10": "autotradeoff.tasks.vision:cifar10",
 }
 
 

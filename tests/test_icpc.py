@@ -1,0 +1,118 @@
+"""ICPC's plain functions on tiny real inputs: levels, positional consistency, variable-effort inference."""
+
+import random
+
+import pytest
+import torch
+
+from autotradeoff.tasks.vit import ViT
+from autotradeoff.techniques import icpc
+
+OFF = {name: knob.default for name, knob in icpc.KNOBS.items()}
+
+
+def small_vit(seed: int = 0) -> ViT:
+    torch.manual_seed(seed)
+    return ViT(image_size=28, patch=4, channels=1, classes=10, dim=16, depth=1, heads=2, mlp_ratio=2).eval()
+
+
+def test_ladders_run_from_the_smallest_level_to_the_full_grid():
+    assert icpc.ladder(0.25, 7, 1) == [2, 3, 4, 5, 6, 7]
+    assert icpc.ladder(0.25, 7, 2) == [3, 5, 7]  # anchored at the full grid
+    assert icpc.ladder(1.0, 7, 1) == [7]
+    config = {**OFF, "variable_effort": True, "infer_start_level": 0.25, "max_infer_levels": 3}
+    assert icpc.infer_ladder(config, 7) == [2, 4, 7]  # capped: both ends kept, evenly spaced
+    assert icpc.infer_ladder({**config, "max_infer_levels": 1}, 7) == [7]
+    assert icpc.infer_ladder({**OFF, "infer_level": 0.5}, 7) == [4]  # one fixed level without variable effort
+
+
+def test_all_off_trains_and_infers_at_the_full_level_only():
+    assert icpc.train_ladder(OFF, 7) == [7] and icpc.infer_ladder(OFF, 7) == [7]
+    images = torch.rand(3, 1, 28, 28)
+    assert icpc.resize(images, 7, 4) is images
+    table = torch.randn(7, 7, 5)
+    for mode in ("top-left", "interpolate"):
+        assert torch.equal(icpc.positions(table, 7, mode), table.reshape(49, 5))
+
+
+def test_level_sampling_schemes():
+    levels, rng = [2, 3, 4, 5, 6, 7], random.Random(0)
+    uniform = [icpc.sample_level(levels, "uniform", rng) for _ in range(3000)]
+    high = [icpc.sample_level(levels, "high", rng) for _ in range(3000)]
+    assert set(uniform) == set(levels) and abs(uniform.count(7) - uniform.count(2)) < 150
+    assert high.count(7) > 4 * high.count(2)  # weights 6 : 1
+    early = {icpc.sample_level(levels, "curriculum", rng, progress=0.1) for _ in range(200)}
+    late = {icpc.sample_level(levels, "curriculum", rng, progress=1.0) for _ in range(500)}
+    assert early == {2} and late == set(levels)
+
+
+def test_positions_at_a_level_are_the_top_left_block_of_the_table():
+    table = torch.randn(7, 7, 8)
+    for grid in range(1, 8):
+        got = icpc.positions(table, grid, "top-left").view(grid, grid, 8)
+        assert torch.equal(got, table[:grid, :grid])
+    # interpolation resamples instead: a patch's embedding changes with the level
+    assert not torch.allclose(icpc.positions(table, 3, "interpolate"), icpc.positions(table, 3, "top-left"))
+
+
+def test_the_vit_at_a_small_level_reads_only_the_top_left_block():
+    model = small_vit()
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        before = {mode: model.logits_at(images, 3, mode) for mode in ("top-left", "interpolate")}
+        model.pos[3:, :] += torch.randn_like(model.pos[3:, :])  # change every position outside the top-left 3 x 3 block
+        model.pos[:, 3:] += torch.randn_like(model.pos[:, 3:])
+        after = {mode: model.logits_at(images, 3, mode) for mode in ("top-left", "interpolate")}
+    assert torch.equal(before["top-left"], after["top-left"])
+    assert not torch.allclose(before["interpolate"], after["interpolate"])
+
+
+def _scripted(confidences: list[list[float]], calls: list):
+    """logits whose max softmax probability per (sample, level) is given; class = level index."""
+    def logits_at(images: torch.Tensor, level: int) -> torch.Tensor:
+        ids = images[:, 0].long()
+        calls.append((level, ids.tolist()))
+        out = torch.full((len(ids), 4), -1e4)
+        for row, sample in enumerate(ids.tolist()):
+            p = confidences[sample][level]
+            out[row, level] = 0.0
+            out[row, (level + 1) % 4] = torch.log(torch.tensor((1 - p) / p))  # softmax max = p over the pair
+        return out
+    return logits_at
+
+
+def test_variable_effort_stops_at_the_first_confident_level():
+    confidences = [[0.95, 0.99, 0.99], [0.6, 0.92, 0.99], [0.6, 0.7, 0.8], [0.6, 0.7, 0.95]]
+    images = torch.arange(4).float().view(4, 1)
+    calls = []
+    result = icpc.variable_effort(_scripted(confidences, calls), images, [0, 1, 2], 0.9, fallback="largest")
+    assert result.exit_index.tolist() == [0, 1, 2, 2]
+    assert result.predictions.tolist() == [0, 1, 2, 2]  # the answer of the level each stopped at
+    assert calls == [(0, [0, 1, 2, 3]), (1, [1, 2, 3]), (2, [2, 3])]  # only pending samples go on
+    assert result.exit_shares() == [0.25, 0.25, 0.5] and result.visits() == [1.0, 0.75, 0.5]
+    wrong = icpc.variable_effort(_scripted(confidences, []), images, [0, 1, 2], 0.9, fallback="wrong")
+    assert wrong.predictions.tolist() == [0, 1, -1, 2]  # never confident: counted wrong (the public code)
+
+
+def test_variable_effort_matches_a_per_sample_ascent_on_a_real_vit():
+    model = small_vit(seed=3)
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    levels = [2, 4, 7]
+    with torch.no_grad():
+        probs = [model.logits_at(images, g, "top-left").softmax(-1) for g in levels]
+        threshold = float(probs[0].max(-1).values.median())  # about half stop at the first level
+        result = icpc.variable_effort(lambda x, g: model.logits_at(x, g, "top-left"), images, levels, threshold)
+    for i in range(len(images)):
+        first = next((k for k, p in enumerate(probs) if p[i].max() >= threshold), len(levels) - 1)
+        assert result.exit_index[i] == first
+        assert result.predictions[i] == probs[first][i].argmax()
+    assert 0 < (result.exit_index == 0).sum() < len(images)  # the threshold splits the samples
+
+
+@pytest.mark.parametrize("mode", ["top-left", "interpolate"])
+def test_every_level_runs_in_both_position_modes(mode):
+    model = small_vit()
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        shapes = {g: model.logits_at(images, g, mode).shape for g in range(1, 8)}
+    assert set(shapes.values()) == {torch.Size([2, 10])}
