@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("front", help="print the Pareto front and write reports/<study>/index.html")
     study_args(f)
     f.add_argument("--out", type=Path, help="report folder (default: reports/<study>)")
+    f.add_argument("--pick", help='rule choosing the report\'s chosen config (default: "<first max objective>>=max-0.01, '
+                   'min <first min objective>")')
 
     e = sub.add_parser("export", help="write a chosen trial's config, metrics and fingerprint as YAML")
     study_args(e)

@@ -21,7 +21,7 @@ def _open(args: argparse.Namespace):
     return load_study(storage, args.study), storage, url
 
 
-def _print_front(study, out: Path | None = None) -> Path:
+def _print_front(study, out: Path | None = None, rule: str | None = None) -> Path:
     from autotradeoff.report import write_report
 
     rows = pareto.rows_of(study)
@@ -30,7 +30,9 @@ def _print_front(study, out: Path | None = None) -> Path:
     print(f"Pareto front of study {study.study_name!r} ({len(best)} of "
           f"{sum(r['state'] == 'COMPLETE' for r in rows)} complete trials):")
     print(front_table(best, objectives) if best else "(no complete trials yet)")
-    path = write_report(study, out or Path("reports") / study.study_name)
+    if rule and any(r["state"] == "COMPLETE" for r in rows):
+        pareto.pick(rows, rule)  # a bad rule is a usage error here, not a line in the report
+    path = write_report(study, out or Path("reports") / study.study_name, rule=rule)
     print(f"report: {path}")
     return path
 
@@ -67,7 +69,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_front(args: argparse.Namespace) -> int:
     study, _, _ = _open(args)
-    _print_front(study, args.out)
+    _print_front(study, args.out, args.pick)
     return 0
 
 

@@ -136,9 +136,9 @@ class SearchDriver:
         if error is None:
             error, values = self._objective_values(metrics or {})
         if error is None:
-            for name in (*self.space.metrics, "trial_wall_s"):  # not the runner's own fields
-                if name in (metrics or {}):
-                    trial.set_user_attr(name, float(metrics[name]))
+            for name, value in (metrics or {}).items():  # not the runner's own fields
+                if name in self.space.metrics or name == "trial_wall_s" or name.startswith(self.space.metric_prefixes):
+                    trial.set_user_attr(name, float(value))
             self.study.tell(trial, values)
         else:
             trial.set_user_attr("fail_reason", error[:2000])

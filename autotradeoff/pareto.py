@@ -17,7 +17,10 @@ from optuna.trial import TrialState
 from autotradeoff.errors import UsageError
 from autotradeoff.space import Objective
 
-__all__ = ["rows_of", "front", "hypervolume", "reference_point", "hypervolume_history", "pick", "objectives_of"]
+__all__ = ["rows_of", "front", "hypervolume", "reference_point", "hypervolume_history", "pick", "objectives_of",
+           "default_rule", "level_shares", "EXIT_PREFIX"]
+
+EXIT_PREFIX = "exit_share_"  # per-level metrics of variable-effort inference: exit_share_<px>px
 
 
 def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
@@ -105,6 +108,21 @@ _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|<=|>|<)\s*(?:(max|min)\s*
 _SELECT = re.compile(r"^\s*(min|max)\s+([A-Za-z_][\w.]*)\s*$")
 PICK_HELP = ("a pick rule is comma-separated constraints 'metric >= number|max-x|min+x|max*x' "
              "followed by 'min metric' or 'max metric', e.g. \"accuracy>=max-0.01, min latency_ms\"")
+
+
+def default_rule(objectives: Sequence[Objective]) -> str:
+    """Within 0.01 of the best first "max" objective, the lowest first "min" one (else the best first objective)."""
+    best = next((o for o in objectives if o.direction == "max"), None)
+    cheap = next((o for o in objectives if o.direction == "min"), None)
+    if best and cheap:
+        return f"{best.name}>=max-0.01, min {cheap.name}"
+    return f"{objectives[0].direction} {objectives[0].name}"
+
+
+def level_shares(row: dict, prefix: str = EXIT_PREFIX) -> list[tuple[str, float]]:
+    """(level, share) from a row's ``<prefix><level>`` metrics, by the number in the level (8px before 16px)."""
+    found = [(name[len(prefix):], value) for name, value in row["metrics"].items() if name.startswith(prefix)]
+    return sorted(found, key=lambda item: (int(re.sub(r"\D", "", item[0]) or 0), item[0]))
 
 
 def pick(rows: Sequence[dict], rule: str) -> dict:

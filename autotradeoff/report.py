@@ -1,7 +1,8 @@
 """Render a study as one self-contained HTML page (plotly.js inlined, opens offline).
 
-Sections: the Pareto front (every objective pair), hypervolume history, the front and all trials
-as tables, failed trials with their reasons. Data comes from ``pareto``; this module only draws.
+Sections: the Pareto front (every objective pair), hypervolume history, the chosen config (a pick
+rule's choice; with variable-effort inference, the share of samples exiting at each level), the front
+and all trials as tables, failed trials with their reasons. Data comes from ``pareto``; this module only draws.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import optuna
 import plotly.graph_objects as go
 
 from autotradeoff import pareto
+from autotradeoff.errors import UsageError
 from autotradeoff.space import Objective
 from autotradeoff.study import spent
 
-__all__ = ["write_report", "front_figures", "hypervolume_figure"]
+__all__ = ["write_report", "front_figures", "hypervolume_figure", "exit_figure"]
 
 
 def _hover(row: dict) -> str:
@@ -73,6 +75,32 @@ def hypervolume_figure(rows: list[dict], objectives: tuple[Objective, ...]) -> g
     return fig
 
 
+def exit_figure(row: dict) -> go.Figure | None:
+    """Bar chart of the share of samples answered at each inference level; None without such metrics."""
+    shares = pareto.level_shares(row)
+    if not shares:
+        return None
+    fig = go.Figure()
+    fig.add_bar(x=[level for level, _ in shares], y=[share for _, share in shares], marker_color="#1f77b4",
+                text=[f"{share:.1%}" for _, share in shares], textposition="outside")
+    fig.update_layout(title=f"Trial {row['number']}: share of samples exiting at each inference level",
+                      xaxis_title="level (input side)", yaxis_title="share of samples", yaxis_range=[0, 1.1],
+                      height=380, template="plotly_white", xaxis_type="category")
+    return fig
+
+
+def _chosen(rows: list[dict], objectives: tuple[Objective, ...], rule: str) -> tuple[str, list[go.Figure]]:
+    """The chosen config as a table (and its exit histogram), or a line saying why there is none."""
+    try:
+        row = pareto.pick(rows, rule)
+    except UsageError as exc:
+        return f"<h2>Chosen config</h2><p>none: {html.escape(str(exc))}</p>", []
+    figure = exit_figure(row)
+    note = (f"<p>Picked by <code>{html.escape(rule)}</code> (<code>autotradeoff export --pick</code> exports it; "
+            f"<code>autotradeoff front --pick</code> redraws this with another rule).</p>")
+    return _table([row], objectives, title=f"Chosen config: trial {row['number']}") + note, [figure] if figure else []
+
+
 def _table(rows: list[dict], objectives: tuple[Objective, ...], *, title: str) -> str:
     if not rows:
         return f"<h2>{html.escape(title)}</h2><p>none</p>"
@@ -92,12 +120,14 @@ td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}th{background:#f3f3
 .summary td{text-align:left}"""
 
 
-def write_report(study: optuna.Study, out_dir: Path) -> Path:
-    """Write ``out_dir/index.html`` for ``study`` and return its path."""
+def write_report(study: optuna.Study, out_dir: Path, *, rule: str | None = None) -> Path:
+    """Write ``out_dir/index.html`` for ``study`` and return its path; ``rule`` picks the chosen config
+    (default: ``pareto.default_rule``)."""
     rows = pareto.rows_of(study)
     objectives = pareto.objectives_of(study)
     best = pareto.front(rows, objectives)
-    figures = [*front_figures(rows, objectives), hypervolume_figure(rows, objectives)]
+    chosen_html, chosen_figures = _chosen(rows, objectives, rule or pareto.default_rule(objectives))
+    figures = [*front_figures(rows, objectives), hypervolume_figure(rows, objectives), *chosen_figures]
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     used = spent(study)
     states = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "FAIL", "PRUNED", "RUNNING")}
@@ -112,7 +142,7 @@ def write_report(study: optuna.Study, out_dir: Path) -> Path:
     failed = [r for r in rows if r["state"] == "FAIL"]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>autotradeoff: {html.escape(study.study_name)}"
             f"</title><style>{_STYLE}</style></head><body><h1>autotradeoff study {html.escape(study.study_name)}</h1>"
-            f"{summary_html}{''.join(parts)}{_table(best, objectives, title='Pareto front')}"
+            f"{summary_html}{''.join(parts)}{chosen_html}{_table(best, objectives, title='Pareto front')}"
             f"{_table(failed, objectives, title='Failed trials')}{_table(rows, objectives, title='All trials')}"
             "</body></html>")
     out_dir.mkdir(parents=True, exist_ok=True)

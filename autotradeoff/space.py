@@ -101,6 +101,7 @@ class SearchSpace:
     source: str = ""
     task_knobs: dict[str, Knob] = field(default_factory=dict, repr=False)
     metrics: tuple[str, ...] = ()  # every metric the task reports; only these are stored per trial
+    metric_prefixes: tuple[str, ...] = ()  # and those starting with one of these (per-level shares, say)
     references: tuple[dict[str, Any], ...] = ()  # further named points enqueued after the baseline
 
     def reference_configs(self) -> list[dict[str, Any]]:
@@ -171,7 +172,7 @@ def parse_objectives(spec: Any, metrics: dict[str, str], where: str) -> tuple[Ob
     items: list[tuple[str, Any]] = []
     if isinstance(spec, dict):
         items = list(spec.items())
-    elif isinstance(spec, list):
+    elif isinstance(spec, (list, tuple)):  # a tuple: a task's default_objectives
         for entry in spec:
             if isinstance(entry, dict) and len(entry) == 1:
                 items.extend(entry.items())
@@ -284,6 +285,7 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
     return SearchSpace(task=task.name, name=Path(source).stem, searched=searched, constants=constants,
                        objectives=objectives, fidelity=task.fill_fidelity(fidelity), source=source,
                        task_knobs=dict(task.knobs), metrics=tuple(task.metrics),
+                       metric_prefixes=tuple(task.metric_prefixes),
                        references=_references(data.get("baselines") or [], source, searched))
 
 

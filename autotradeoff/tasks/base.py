@@ -27,6 +27,8 @@ class Task:
     ``knobs``: what a search space may search; each default is the baseline ("off") value.
     ``fidelity``: settings that trade trial cost for measurement quality (not searched).
     ``metrics``: every metric ``run`` returns, with its natural direction ("max"/"min").
+    ``metric_prefixes``: further metrics whose names vary with the config (one per inference level,
+    say) are stored when they start with one of these; they are reported but cannot be objectives.
     """
 
     name: str = ""
@@ -34,6 +36,7 @@ class Task:
     knobs: dict[str, Knob] = {}
     fidelity: dict[str, Knob] = {}
     metrics: dict[str, str] = {}
+    metric_prefixes: tuple[str, ...] = ()
     default_objectives: tuple[str, ...] = ("accuracy", "latency_ms")
 
     def fill_fidelity(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
