@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install, run a real Cora search (~5 min on 2 cores), write reports/cora/index.html
-#               (make demo TASK=sst2 BUDGET=0.2cpu-h: the SST-2 AxFormer + TokenDrop search, ~8 min)
-#   make test   create .venv, install with test extras, run the test suite
+#               (make demo TASK=sst2 BUDGET=0.2cpu-h: the SST-2 AxFormer + TokenDrop search, ~8 min;
+#                make demo TASK=fashion-mnist BUDGET=0.1cpu-h: the ICPC search, installs Debian's Fashion-MNIST)
+#   make test   create .venv, install with test extras and the Debian packages the tests use, run the test suite
 VENV       ?= .venv
 PYTHON     ?= python3
 # CPU-only machines pin the CPU build of torch; with an NVIDIA driver present pip picks torch freely.
@@ -17,17 +18,28 @@ TASK   ?= cora
 BUDGET ?= 0.15cpu-h
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean system-packages
+
+# Debian packages for the tests and the image task, installed only when missing (needs root or sudo):
+# PostgreSQL (storage for many machines) and Fashion-MNIST (/usr/share/datasets/fashion-mnist).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+system-packages:
+	@missing="$$(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo postgresql) \
+	  $$(test -d /usr/share/datasets/fashion-mnist || echo dataset-fashion-mnist)"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q $(CONSTRAINT) -e '.[test,postgres]'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(if $(filter fashion-mnist,$(TASK)),system-packages)
 	$(VENV)/bin/autotradeoff search --task $(TASK) --budget $(BUDGET)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed system-packages
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -1,7 +1,7 @@
 """Where data is found: ``$AUTOTRADEOFF_DATA`` first, then the tool's own cache, else a download.
 
 Layout (the same under both roots): ``planetoid/<Name>/raw/ind.<name>.*`` (PyG's layout),
-``glue/<TASK>/{train,dev}.tsv``, ``fashion-mnist/*-ubyte[.gz]`` (IDX files; Debian's
+``glue/<TASK>/{train,dev}.tsv``, ``fashion-mnist/*-ubyte.gz`` (gzipped IDX files; Debian's
 ``dataset-fashion-mnist`` folder is also looked in), ``cifar10/cifar-10-batches-py/`` (the python version).
 The cache is ``$AUTOTRADEOFF_CACHE`` or ``~/.cache/autotradeoff``;
 processed files and downloads go there, so a read-only data directory works.

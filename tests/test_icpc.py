@@ -116,3 +116,37 @@ def test_every_level_runs_in_both_position_modes(mode):
     with torch.no_grad():
         shapes = {g: model.logits_at(images, g, mode).shape for g in range(1, 8)}
     assert set(shapes.values()) == {torch.Size([2, 10])}
+
+
+def test_at_the_full_level_the_vit_sees_the_plain_normalised_image():
+    model = small_vit()
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    model.set_normalisation(images)
+    with torch.no_grad():
+        plain = model((images.float() / 255 - model.mean) / model.std)
+        for mode in ("top-left", "interpolate"):
+            assert torch.equal(model.logits_at(images, 7, mode), plain)
+
+
+def test_curriculum_opens_the_ladder_within_one_epoch():
+    from autotradeoff.tasks.vit import train_vit
+
+    images = torch.randint(0, 256, (640, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (640,))
+    fidelity = {"seed": 0, "batch_size": 64, "epochs": 1, "lr": 1e-3, "weight_decay": 0.0}
+    seen = {}
+    for scheme in ("curriculum", "uniform"):
+        config = {**OFF, "min_level": 0.25, "level_sampling": scheme}
+        seen[scheme] = train_vit(small_vit(), images, labels, config, fidelity, device="cpu").samples_per_level
+    # 10 steps over 6 levels: the first step can only use the smallest level, the full one opens at step 9
+    assert seen["curriculum"]["2"] >= 64 and seen["curriculum"]["7"] <= 128
+    assert seen["curriculum"] != seen["uniform"]
+
+
+def test_the_latency_probe_follows_the_exit_histogram():
+    from autotradeoff.tasks.vision import probe_indices
+
+    exits = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)[torch.randperm(100, generator=torch.Generator().manual_seed(0))]
+    probe = probe_indices(exits, 10)
+    assert len(probe) == 10 and torch.bincount(exits[probe]).tolist() == [5, 3, 2]
+    assert len(probe_indices(exits, 7)) == 7 and len(probe_indices(exits, 500)) == 100

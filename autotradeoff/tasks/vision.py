@@ -4,7 +4,8 @@ compressed training levels, positional consistency, variable-effort inference.
 A trial: train (or reuse from the cache) the ViT the training knobs give, classify the test images
 at one level or by variable effort, then measure inference: FLOPs per sample over the levels each
 sample visited (flop_counter per level, weighted by the share that ran it), batch-1 latency per
-sample over a fixed probe set (each sample stops where it would in deployment), and the share of
+sample over a probe set whose exits follow the test set's (each sample stops where it would in
+deployment), and the share of
 samples exiting at each level (``exit_share_<px>px``). Training cost: wall time, forward + backward
 FLOPs of every step (counted per level, summed over batches), peak memory. Resizing is element-wise
 and, as in flop_counter's own convention, not counted in FLOPs; it is in the wall times.
@@ -25,7 +26,7 @@ from autotradeoff.tasks.vision_data import load_images
 from autotradeoff.tasks.vit import ViT, trained_vit
 from autotradeoff.techniques import icpc
 
-__all__ = ["VisionTask", "fashion_mnist", "cifar10", "evaluate"]
+__all__ = ["VisionTask", "fashion_mnist", "cifar10", "evaluate", "probe_indices"]
 
 _NATIVE = {"fashion-mnist": 28, "cifar10": 32}
 
@@ -35,6 +36,16 @@ def _subset(n: int, size: int, seed: int) -> torch.Tensor:
     if not size or size >= n:
         return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+
+
+def probe_indices(exit_index: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` test samples whose exit levels follow the whole test set's (largest-remainder quota per level,
+    the first samples of each), so their batch-1 latency matches the exits the FLOPs are weighted by."""
+    n = min(n, len(exit_index))
+    quota = torch.bincount(exit_index).double() * n / len(exit_index)
+    take = quota.floor().long()
+    take[(quota - take).argsort(descending=True)[: n - int(take.sum())]] += 1
+    return torch.cat([(exit_index == level).nonzero().view(-1)[:k] for level, k in enumerate(take.tolist())])
 
 
 def evaluate(model: ViT, images: torch.Tensor, labels: torch.Tensor, config: dict[str, Any], *, device: str,
@@ -116,7 +127,7 @@ class VisionTask(Task):
         one = test_x[:1].to(device)
         per_level = [count_flops(lambda g=g: model.logits_at(one, g, mode)) for g in result.levels]
         visits = result.visits()
-        probe = test_x[: fidelity["latency_samples"]].to(device)
+        probe = test_x[probe_indices(result.exit_index, fidelity["latency_samples"])].to(device)
         samples = [probe[i:i + 1] for i in range(len(probe))]
         logits_at = lambda x, g: model.logits_at(x, g, mode)  # noqa: E731
         _, threshold, fallback = icpc.inference_plan(config, model.full)

@@ -9,6 +9,7 @@ version's pickled batches under ``cifar10/cifar-10-batches-py/``; downloaded and
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import tarfile
 import urllib.request
@@ -39,11 +40,21 @@ class ImageSet:
     classes: int
 
 
+def _fetch(url: str, path: Path) -> None:
+    """Download to ``path`` whole or not at all (a cut-off file would be found next time)."""
+    part = path.with_name(path.name + ".part")
+    urllib.request.urlretrieve(url, part)
+    os.replace(part, path)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format; gzipped or not) as an array of its declared shape."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:  # a cut-off or corrupt gzip
+        raise DataMissingError(f"{path} cannot be read ({type(exc).__name__}: {exc}); delete it and fetch it again") from None
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise DataMissingError(f"{path} is not an unsigned-byte IDX file (bad magic {data[:4]!r})")
     dims = data[3]
@@ -56,7 +67,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def _download_fashion(target: Path) -> None:
     for name in (*FASHION_FILES["train"], *FASHION_FILES["test"]):
-        urllib.request.urlretrieve(FASHION_URL + name, target / name)
+        _fetch(FASHION_URL + name, target / name)
 
 
 def _fashion(split: str) -> ImageSet:
@@ -64,12 +75,14 @@ def _fashion(split: str) -> ImageSet:
     folder = find_files("fashion-mnist", required, what="Fashion-MNIST", download=_download_fashion,
                         also=(DEBIAN_FASHION,))
     images, labels = (read_idx(folder / name) for name in FASHION_FILES[split])
+    if images.ndim != 3 or len(images) != len(labels):
+        raise DataMissingError(f"Fashion-MNIST {split} in {folder}: {images.shape} images for {labels.shape} labels")
     return ImageSet(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)), 10)
 
 
 def _download_cifar(target: Path) -> None:
     archive = target.parent / "cifar-10-python.tar.gz"
-    urllib.request.urlretrieve(CIFAR_URL, archive)
+    _fetch(CIFAR_URL, archive)
     with tarfile.open(archive) as tar:
         tar.extractall(target.parent, filter="data")
     archive.unlink()
@@ -80,10 +93,15 @@ def _cifar10(split: str) -> ImageSet:
                         what="CIFAR-10 (python version)", download=_download_cifar)
     images, labels = [], []
     for name in CIFAR_FILES[split]:
-        with open(folder / name, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[b"labels"])
+        try:
+            with open(folder / name, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[b"labels"])
+        except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as exc:
+            raise DataMissingError(f"{folder / name} is not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
+    if sum(len(i) for i in images) != len(labels):
+        raise DataMissingError(f"CIFAR-10 {split} in {folder}: image and label counts differ")
     return ImageSet(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long), 10)
 
 

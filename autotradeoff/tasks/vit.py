@@ -29,7 +29,7 @@ from autotradeoff.techniques import icpc
 
 __all__ = ["ViT", "TrainStats", "build_vit", "train_vit", "trained_vit", "train_step_flops"]
 
-CACHE_VERSION = 1  # bump when training code changes what a cached model would be
+CACHE_VERSION = 2  # bump when training code changes what a cached model would be
 ARCH = ("patch", "dim", "depth", "heads", "mlp_ratio")
 TRAINING = ("epochs", "batch_size", "lr", "weight_decay", "train_size")
 
@@ -131,10 +131,10 @@ def train_vit(model: ViT, images: torch.Tensor, labels: torch.Tensor, config: di
     step, flops, seen = 0, 0.0, {g: 0 for g in levels}
     start = time.perf_counter()
     with PeakMemory(device) as peak:
-        for epoch in range(fidelity["epochs"]):
+        for _ in range(fidelity["epochs"]):
             order = torch.randperm(len(images), generator=generator)
             for index in order.split(fidelity["batch_size"]):
-                grid = icpc.sample_level(levels, config["level_sampling"], rng, progress=(epoch + 1) / fidelity["epochs"])
+                grid = icpc.sample_level(levels, config["level_sampling"], rng, progress=(step + 1) / total)
                 batch = images[index].to(device)
                 schedule = min((step + 1) / warm, 0.5 * (1 + math.cos(math.pi * step / total)))
                 for group in optimizer.param_groups:
@@ -150,11 +150,13 @@ def train_vit(model: ViT, images: torch.Tensor, labels: torch.Tensor, config: di
     return TrainStats(time.perf_counter() - start, step, flops, {str(g): n for g, n in seen.items()}, peak.mb)
 
 
-def _key(dataset: str, config: dict[str, Any], fidelity: dict[str, Any], full: int) -> str:
-    """What shaped the weights: the architecture, training settings, seed and the ICPC training knobs
-    that matter (sampling and positions only when there is more than one level)."""
+def _key(dataset: str, config: dict[str, Any], fidelity: dict[str, Any], full: int, device: str) -> str:
+    """What shaped the weights (architecture, training settings, seed, the ICPC training knobs that
+    matter: sampling and positions only with more than one level) and what its stored training costs
+    were measured on (device type, threads)."""
     levels = icpc.train_ladder(config, full)
     what = {"v": CACHE_VERSION, "dataset": dataset, "seed": fidelity["seed"], "levels": levels,
+            "device": device.split(":")[0], "threads": fidelity["threads"],
             **{k: fidelity[k] for k in (*ARCH, *TRAINING)},
             **({k: config[k] for k in ("level_sampling", "pos_selection")} if len(levels) > 1 else {})}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
@@ -166,7 +168,7 @@ def trained_vit(dataset: str, config: dict[str, Any], fidelity: dict[str, Any], 
     shape = dict(image_size=images.shape[-1], channels=images.shape[1], classes=classes)
     torch.manual_seed(fidelity["seed"])
     model = build_vit(fidelity, **shape)
-    folder = cache_dir() / "vit" / _key(dataset, config, fidelity, model.full)
+    folder = cache_dir() / "vit" / _key(dataset, config, fidelity, model.full, device)
     with cache_lock(f"vit-{folder.name}"):  # parallel trials with the same training knobs train it once
         if (folder / "stats.json").is_file():
             model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
