@@ -30,7 +30,7 @@ def digest(path):
 
 CASES = [
     (["search", "--task", "sst3", "--budget", "1trials"],
-     "unknown task 'sst3'; choices: citeseer, cola, cora, mrpc, pubmed, qnli, rte, sst2, or a search space: cora-ensemble"),
+     "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, fashion-mnist, mrpc, pubmed, qnli, rte, sst2, or a search space: cora-ensemble"),
     (["search", "--task", "cora", "--budget", "20gpus"], "bad budget '20gpus'; expected a positive number followed by one of gpu-h, cpu-h"),
     (["search", "--task", "cora", "--budget=-3h"], "bad budget '-3h'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "bad.yaml"], "bad.yaml: knobs.layers: low must be <= high; got low=3, high=2"),
@@ -38,7 +38,7 @@ CASES = [
      "badref.yaml: baselines[0].stages is not a searched knob; choices: model, layers"),
     (["search", "--task", "cora-fewshot", "--budget", "2trials", "--space", "sst2"], "is a space for task 'sst2', not 'cora'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"],
-     "unknown search space 'nope'; choices: citeseer, cola, cora, cora-ensemble, cora-fewshot, mrpc"),
+     "unknown search space 'nope'; choices: cifar10, citeseer, cola, cora, cora-ensemble, cora-fewshot, fashion-mnist, mrpc"),
     (["search", "--task", "cora", "--budget", "2trials", "--objectives", "accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
     (["search", "--task", "cora", "--budget", "2trials", "--workers", "0"], "--workers must be a whole number >= 1; got 0"),
     (["search", "--task", "cora", "--budget", "2trials", "--storage", "notadb://x"], "cannot open storage 'notadb://x'"),

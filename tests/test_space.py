@@ -91,7 +91,7 @@ def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
     (("{accuracy: max, latency_ms: min}", "{accuracy: max}"), "needs at least 2 objectives"),
     (("{accuracy: max, latency_ms: min}", "{accuracy: up, latency_ms: min}"), "objectives.accuracy must be max or min; got 'up'"),
     (("task: cora", "task: cora\nsampler: tpe"), "unknown key 'sampler'; allowed:"),
-    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: citeseer, cola, cora, mrpc, pubmed, qnli, rte, sst2"),
+    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, fashion-mnist, mrpc, pubmed, qnli, rte, sst2"),
     (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
     (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
 ])
