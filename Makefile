@@ -18,7 +18,7 @@ TASK   ?= cora
 BUDGET ?= 0.15cpu-h
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean system-packages
+.PHONY: demo test lint clean system-packages postgres
 
 # Debian packages for the tests and the image task, installed only when missing (needs root or sudo):
 # PostgreSQL (storage for many machines) and Fashion-MNIST (/usr/share/datasets/fashion-mnist).
@@ -35,6 +35,18 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q $(CONSTRAINT) -e '.[test,postgres]'
 	touch $@
+
+# A PostgreSQL server on 127.0.0.1:5432 for studies shared by several searches or machines (Debian's
+# cluster "main"): starts it, creates role and database "autotradeoff"/"studies", prints the URL.
+AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
+PG_URL := postgresql+psycopg2://autotradeoff:autotradeoff@127.0.0.1:5432/studies
+postgres: system-packages
+	@$(SUDO) pg_ctlcluster $$(ls /usr/lib/postgresql | sort -n | tail -1) main start 2>/dev/null || true
+	@$(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='autotradeoff'" | grep -q 1 || \
+	  $(AS_POSTGRES) psql -qc "CREATE ROLE autotradeoff LOGIN PASSWORD 'autotradeoff'"
+	@$(AS_POSTGRES) psql -qtAc "SELECT 1 FROM pg_database WHERE datname='studies'" | grep -q 1 || \
+	  $(AS_POSTGRES) createdb -O autotradeoff studies
+	@echo "PostgreSQL is up on 127.0.0.1:5432; use --storage $(PG_URL)"
 
 demo: $(VENV)/.installed $(if $(filter fashion-mnist,$(TASK)),system-packages)
 	$(VENV)/bin/autotradeoff search --task $(TASK) --budget $(BUDGET)

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", help="join a running Ray cluster (e.g. 127.0.0.1:6379 or auto)")
     s.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe")
     s.add_argument("--seed", type=int, help="sampler seed (reproducible suggestions)")
+    s.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="stop and fail a trial running longer than this")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--verbose", action="store_true", help="show Ray's own output")
 

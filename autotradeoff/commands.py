@@ -46,7 +46,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         state = "resumed" if result.resumed else "created"
         print(f"study {result.study.study_name!r} {state} in {redact(result.storage_url)}; "
               f"{result.stored} trials stored"
-              + (f", {result.reconciled} left RUNNING by a dead search marked FAIL" if result.reconciled else "")
+              + (f", {result.recovered} finished by Ray before a search died recovered" if result.recovered else "")
+              + (f", {result.reconciled} left RUNNING by a dead search marked FAIL and queued again" if result.reconciled else "")
               + f"; budget {driver.budget} ({driver.budget.fmt(driver.spent_now())} spent); "
               f"{result.workers} worker(s), {driver.resources} per trial", flush=True)
         bar = ProgressBar(driver.budget.amount, driver.budget.unit, enabled=not args.no_progress,
@@ -58,7 +59,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         result = search(args.task, args.budget, space=args.space, study=args.study, storage=args.storage,
                         objectives=args.objectives, workers=args.workers, runner=args.runner,
                         ray_address=args.ray_address, sampler=args.sampler, seed=args.seed, on_start=on_start, model=args.model,
-                        verbose=args.verbose)
+                        verbose=args.verbose, trial_timeout=args.trial_timeout)
     finally:
         for bar in bars:
             bar.close()

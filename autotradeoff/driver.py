@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from autotradeoff.budget import Budget, Charge
 from autotradeoff.space import SearchSpace
@@ -57,8 +57,10 @@ class SearchDriver:
     budget: Budget
     resources: dict[str, float]
     cluster_cpus: float
+    trial_timeout: float | None = None  # seconds a trial may run before the runner stops it
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _running: dict[str, _Running] = field(default_factory=dict)
+    _last_beat: float = 0.0
     _started: float = field(default_factory=time.monotonic)
     _previous_s: float = 0.0
     _started_iso: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -120,13 +122,17 @@ class SearchDriver:
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)  # constants too, so export/trial can replay it whole
         trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
+        charge = self._charge(0.0)  # what it holds, so a resume can charge it if this process dies
+        trial.set_user_attr("holds", {"cpus": charge.cpus, "gpus": charge.gpus, "device_share": charge.device_share})
         if key:
             trial.set_user_attr("runner_trial_id", key)
         self._running[key] = _Running(trial, time.monotonic())
         return config
 
-    def tell(self, key: str, metrics: dict[str, Any] | None, *, error: str | None = None) -> int | None:
-        """Store a finished trial: COMPLETE with all metrics, or FAIL with ``error``. Returns its number."""
+    def tell(self, key: str, metrics: dict[str, Any] | None, *, error: str | None = None, retry: bool = False) -> int | None:
+        """Store a finished trial: COMPLETE with all metrics, or FAIL with ``error``. Returns its number.
+        ``retry``: the failure was the machine's, not the config's (a killed worker): queue the config
+        again, once (a config that fails again the same way is not retried forever)."""
         running = self._running.pop(key, None)
         if running is None:
             return None
@@ -136,15 +142,37 @@ class SearchDriver:
         if error is None:
             error, values = self._objective_values(metrics or {})
         if error is None:
-            for name, value in (metrics or {}).items():  # not the runner's own fields
-                if name in self.space.metrics or name == "trial_wall_s" or name.startswith(self.space.metric_prefixes):
-                    trial.set_user_attr(name, float(value))
+            self._store_metrics(trial._trial_id, metrics or {})
             self.study.tell(trial, values)
         else:
             trial.set_user_attr("fail_reason", error[:2000])
             self.study.tell(trial, state=TrialState.FAIL)
+            if retry and not trial.user_attrs.get("requeued"):
+                requeue(self.study, trial.params)
         self._record_session()
         return trial.number
+
+    def _store_metrics(self, trial_id: int, metrics: dict[str, Any]) -> None:
+        for name, value in metrics.items():  # not the runner's own fields
+            if name in self.space.metrics or name == "trial_wall_s" or name.startswith(self.space.metric_prefixes):
+                self.study._storage.set_trial_user_attr(trial_id, name, float(value))
+
+    def recover(self, trial: FrozenTrial, result: dict[str, Any]) -> bool:
+        """Store the result the runner kept for a trial whose search process died before telling it
+        (``study.reconcile``); False when it is no complete result. Charged by the runner's own clock."""
+        if "autotradeoff_error" in result:
+            return False
+        error, values = self._objective_values(result)
+        if error is not None:
+            return False
+        holds = trial.user_attrs.get("holds") or {}
+        wall = float(result.get("time_total_s", result.get("trial_wall_s", 0.0)))
+        self.study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs()
+                                                if holds else self._charge(wall).as_attrs())
+        self._store_metrics(trial._trial_id, result)
+        self.study._storage.set_trial_user_attr(trial._trial_id, "recovered", "from the runner's results after its search process died")
+        self.study.tell(trial.number, values, skip_if_finished=True)
+        return True
 
     def _objective_values(self, metrics: dict[str, Any]) -> tuple[str | None, list[float] | None]:
         values = []
@@ -165,9 +193,24 @@ class SearchDriver:
             requeue(self.study, running.trial.params)
         self._record_session()
 
+    def heartbeat(self, every_s: float = 5.0) -> None:
+        """Record this run's elapsed time now and then while trials run, so that if this process is
+        killed, a resume can charge its unfinished trials up to the last beat (see ``study.reconcile``)."""
+        if time.monotonic() - self._last_beat >= every_s:
+            self._record_session()
+
+    def overdue(self) -> list[str]:
+        """Keys of running trials past ``trial_timeout``."""
+        if not self.trial_timeout:
+            return []
+        now = time.monotonic()
+        return [key for key, r in self._running.items() if now - r.started > self.trial_timeout]
+
     def _record_session(self) -> None:
+        self._last_beat = time.monotonic()
         self.study.set_user_attr(f"{SESSION_PREFIX}{self.session}", {
-            "elapsed_s": self.elapsed(), "started": self._started_iso, **owner()})
+            "elapsed_s": self.elapsed(), "started": self._started_iso, **owner(),
+            "beat": datetime.now(timezone.utc).isoformat()})
 
     def progress(self) -> Progress:
         trials = self.study.get_trials(deepcopy=False)

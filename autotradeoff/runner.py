@@ -9,8 +9,12 @@ the budget can't cover another trial.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from typing import Any
 from autotradeoff.driver import Progress, SearchDriver
 from autotradeoff.trial import pick_device, run_trial
 
-__all__ = ["ray_cluster", "run_ray", "run_local", "trial_outcome"]
+__all__ = ["ray_cluster", "run_ray", "run_local", "trial_outcome", "ray_results", "TrialTimeout"]
 
 OnProgress = Callable[[Progress], None]
 
@@ -33,17 +37,56 @@ def trial_outcome(task: str, config: dict[str, Any], fidelity: dict[str, Any], d
         return None, f"{type(exc).__name__}: {message}"[:2000]
 
 
+class TrialTimeout(Exception):
+    """A trial ran past the search's per-trial time limit."""
+
+
+def _timeout_message(seconds: float) -> str:
+    return f"TrialTimeout: stopped after the per-trial time limit of {seconds:g} s"
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Raise TrialTimeout in this (main) thread after ``seconds`` (SIGALRM); no limit when None."""
+    if not seconds:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TrialTimeout(f"stopped after the per-trial time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_local(driver: SearchDriver, on_progress: OnProgress | None = None) -> None:
-    """One trial at a time in this process: same driver, same trial function, no Ray."""
-    number = 0
+    """One trial at a time in this process: same driver, same trial function, no Ray. A background
+    thread keeps the run's heartbeat while a trial runs; the time limit interrupts the trial."""
+    number, done = 0, threading.Event()
+
+    def beat() -> None:
+        while not done.wait(1.0):
+            driver.heartbeat()
+
+    threading.Thread(target=beat, daemon=True).start()
     try:
         while (config := driver.ask(key := f"local-{number}")) is not None:
             number += 1
-            metrics, error = trial_outcome(driver.space.task, config, driver.space.fidelity)
+            try:
+                with _time_limit(driver.trial_timeout):
+                    metrics, error = trial_outcome(driver.space.task, config, driver.space.fidelity)
+            except TrialTimeout:
+                metrics, error = None, _timeout_message(driver.trial_timeout)
             driver.tell(key, metrics, error=error)
             if on_progress:
                 on_progress(driver.progress())
     finally:
+        done.set()
         driver.close()
 
 
@@ -79,6 +122,18 @@ def ray_cluster(address: str | None, *, num_cpus: int | None = None, verbose: bo
     return dict(ray.cluster_resources())
 
 
+def ray_results(experiment: Path) -> dict[str, dict[str, Any]]:
+    """The last result Ray Tune logged for each trial id under an experiment folder (its ``result.json``
+    files, written before our searcher hears of the result): what a resume can recover."""
+    results: dict[str, dict[str, Any]] = {}
+    for path in Path(experiment).glob("*/result.json"):
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        with contextlib.suppress(ValueError, IndexError):
+            last = json.loads(lines[-1])
+            results[str(last["trial_id"])] = last
+    return results
+
+
 def _tune_trial(config: dict[str, Any], task: str, fidelity: dict[str, Any]) -> None:
     """The Ray Tune trainable: run the trial function, report metrics or the failure as a result."""
     import ray
@@ -92,8 +147,10 @@ def _tune_trial(config: dict[str, Any], task: str, fidelity: dict[str, Any]) -> 
 def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progress: OnProgress | None = None,
             verbose: bool = False) -> None:
     """Run trials through Ray Tune, at most ``workers`` at once, until the driver's budget is out."""
+    import ray
     from ray import tune
     from ray.tune import Callback
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import Searcher
 
     class StudySearcher(Searcher):
@@ -115,13 +172,31 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
                 on_progress(driver.progress())
 
     class FailureRecorder(Callback):
+        """Keeps the heartbeat, stops trials past the time limit (their worker is killed), and stores
+        a dead worker's trial as FAIL with Ray's reason, its config queued once more."""
+
+        def __init__(self) -> None:
+            self.stopped: set[str] = set()
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            driver.heartbeat()
+            overdue = set(driver.overdue()) - self.stopped
+            for trial in trials:
+                actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+                if trial.trial_id in overdue and actor is not None:
+                    self.stopped.add(trial.trial_id)
+                    ray.kill(actor)
+
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            reason = "trial process died"
-            error_file = getattr(trial, "error_file", None)
-            if error_file and Path(error_file).is_file():
-                lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]
-                reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else reason)
-            driver.tell(trial.trial_id, None, error=f"worker failed: {reason.strip()}")
+            if trial.trial_id in self.stopped:
+                driver.tell(trial.trial_id, None, error=_timeout_message(driver.trial_timeout))
+            else:
+                reason = "trial process died"
+                error_file = getattr(trial, "error_file", None)
+                if error_file and Path(error_file).is_file():
+                    lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]
+                    reason = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else reason)
+                driver.tell(trial.trial_id, None, error=f"worker failed: {reason.strip()}", retry=True)
             if on_progress:
                 on_progress(driver.progress())
 
@@ -136,7 +211,7 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
         tune_config=tune.TuneConfig(search_alg=StudySearcher(), num_samples=-1, max_concurrent_trials=workers,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=driver.study.study_name, storage_path=str(storage_path.resolve()),
-                                  verbose=1 if verbose else 0, callbacks=[FailureRecorder()],
+                                  verbose=1 if verbose else 0, callbacks=[JsonLoggerCallback(), FailureRecorder()],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     try:

@@ -26,10 +26,11 @@ class SearchResult:
     study: optuna.Study
     storage_url: str
     resumed: bool
-    reconciled: int
+    reconciled: int  # trials left RUNNING by a dead search, failed and queued again
     workers: int
     stored: int  # trials in the study before this run
     new_trials: int = 0
+    recovered: int = 0  # of those, finished by Ray before the search died: stored from Ray's results
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -55,7 +56,8 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
            storage: str | None = None, objectives: str | None = None, workers: int | None = None,
            runner: str = "ray", ray_address: str | None = None, sampler: str = "tpe", seed: int | None = None,
            on_start: Callable[[SearchResult, SearchDriver], Callable[[Progress], None] | None] | None = None,
-           ray_dir: Path = Path("studies/ray"), verbose: bool = False, model: str | None = None) -> SearchResult:
+           ray_dir: Path = Path("studies/ray"), verbose: bool = False, model: str | None = None,
+           trial_timeout: float | None = None) -> SearchResult:
     """Run (or resume) a search until ``budget`` is spent. All input is validated before anything runs."""
     the_budget = parse_budget(budget)
     the_task, preset = resolve_task(task)
@@ -67,6 +69,8 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
         the_space = replace(the_space, fidelity=fidelity)
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be a whole number >= 1; got {workers}")
+    if trial_timeout is not None and not (trial_timeout > 0 and math.isfinite(trial_timeout)):
+        raise UsageError(f"--trial-timeout must be a positive number of seconds; got {trial_timeout}")
     study_name = study or the_space.name
     url = storage or default_storage(study_name)
     the_task.check_data(the_space.fidelity)
@@ -74,7 +78,6 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     the_study, resumed = create_or_resume(opened, study_name, the_space, sampler=None)
     stored = len(the_study.get_trials(deepcopy=False))
     the_study.sampler = make_sampler(sampler, None if seed is None else seed + stored)
-    reconciled = reconcile(the_study)
     if not resumed:  # the task's baseline is the first point (then the YAML's baselines), so the front is read against them
         for config in the_space.reference_configs():
             the_study.enqueue_trial(config, skip_if_exists=True)
@@ -87,8 +90,12 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
         cluster = {"CPU": float(the_space.fidelity.get("threads", 1))}
     resources = the_task.resources(the_space.fidelity, gpus_available=cluster.get("GPU", 0) > 0)
     n_workers = 1 if runner == "local" else (workers or default_workers(cluster, resources))
-    driver = SearchDriver(the_study, the_space, the_budget, resources, cluster_cpus=cluster.get("CPU", 1.0))
-    result = SearchResult(the_study, url, resumed, reconciled, n_workers, stored)
+    driver = SearchDriver(the_study, the_space, the_budget, resources, cluster_cpus=cluster.get("CPU", 1.0),
+                          trial_timeout=trial_timeout)
+    from autotradeoff.runner import ray_results
+
+    recovered, reconciled = reconcile(the_study, ray_results(ray_dir / study_name), store=driver.recover)
+    result = SearchResult(the_study, url, resumed, reconciled, n_workers, stored, recovered=recovered)
     on_progress = on_start(result, driver) if on_start else None
     if runner == "ray":
         from autotradeoff.runner import run_ray

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autotradeoff.budget import Charge
 from autotradeoff.errors import UsageError
 from autotradeoff.space import SearchSpace
 
@@ -66,10 +69,20 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        if parsed.get_backend_name() == "sqlite":
+            _write_ahead_log(storage)
+        return storage
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot open storage {redact(url)!r}: {reason}") from None
+
+
+def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
+    """SQLite in WAL mode (kept in the file): readers (the dashboard, `front`) never block the writers,
+    and writers of several search processes queue on the busy timeout instead of failing."""
+    with storage.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def load_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
@@ -122,25 +135,47 @@ def requeue(study: optuna.Study, params: dict[str, Any]) -> None:
         study.enqueue_trial(dict(params), user_attrs={"requeued": True})
 
 
-def reconcile(study: optuna.Study) -> int:
-    """Fail trials left RUNNING by a search process on this host that no longer exists, and queue
-    their configs again. Returns how many.
+def _last_beat(study: optuna.Study, session: str | None) -> datetime | None:
+    """When the search run ``session`` last recorded itself (its heartbeat), if it did."""
+    record = study.user_attrs.get(f"{SESSION_PREFIX}{session}") or {}
+    try:
+        return datetime.fromisoformat(record["beat"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
-    Trials owned by another host are left alone: only that host can tell whether they still run.
+
+def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = None,
+              store: Callable[[FrozenTrial, dict[str, Any]], bool] | None = None) -> tuple[int, int]:
+    """Settle trials left RUNNING by a search process on this host that no longer exists.
+
+    A trial the runner finished before that process died (``finished``: runner trial id -> its last
+    result, read back from Ray's result files) is stored by ``store(trial, result)``, which returns
+    False when the result is not a usable one. The others are FAIL with the reason, charged for what
+    they held up to the dead process's last heartbeat, and their configs queued again. Trials owned by
+    another host are left alone: only that host can tell whether they still run. Returns
+    (recovered, failed).
     """
-    failed = 0
+    recovered = failed = 0
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = trial.user_attrs.get(OWNER_ATTR) or {}
         if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
             continue
+        result = (finished or {}).get(trial.user_attrs.get("runner_trial_id", ""))
+        if result is not None and store is not None and store(trial, result):
+            recovered += 1
+            continue
+        beat, holds = _last_beat(study, who.get("session")), trial.user_attrs.get("holds")
+        if beat is not None and holds and trial.datetime_start is not None:
+            wall = max(0.0, (beat - trial.datetime_start.astimezone(timezone.utc)).total_seconds())
+            study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs())
         reason = (f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; "
                   "failed on resume and its config queued again")
         study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         requeue(study, trial.params)
         failed += 1
-    return failed
+    return recovered, failed
 
 
 def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, float]:

@@ -6,26 +6,34 @@ from __future__ import annotations
 import os
 import time
 
+import torch
+
 from autotradeoff.space import Knob
 from autotradeoff.tasks.base import Task
 
 
 class FlakyTask(Task):
     name = "plugin_tasks:flaky"
-    description = "test task: accuracy peaks at x=0.3; mode makes the trial raise, return NaN or kill its process"
+    description = ("test task: accuracy peaks at x=0.3; mode makes the trial raise, return NaN, kill its process, "
+                   "run out of memory or hang")
     knobs = {
         "x": Knob("x", "float", 0.5, 0.0, 1.0),
-        "mode": Knob("mode", "categorical", "ok", choices=("ok", "raise", "nan", "die")),
+        "mode": Knob("mode", "categorical", "ok", choices=("ok", "raise", "nan", "die", "oom", "hang")),
     }
-    fidelity = {"threads": Knob("threads", "int", 1, 1, 8), "gpu_share": Knob("gpu_share", "float", 0.0, 0.0, 1.0)}
+    fidelity = {"threads": Knob("threads", "int", 1, 1, 8), "gpu_share": Knob("gpu_share", "float", 0.0, 0.0, 1.0),
+                "sleep_s": Knob("sleep_s", "float", 0.05, 0.0, 60.0)}
     metrics = {"accuracy": "max", "latency_ms": "min"}
 
     def run(self, config, fidelity, *, device):
-        time.sleep(0.05)
+        time.sleep(fidelity["sleep_s"])
         if config["mode"] == "raise":
             raise RuntimeError(f"boom at x={config['x']:.3f}")
         if config["mode"] == "die":
             os._exit(3)
+        if config["mode"] == "oom":  # a real allocation failure: 1 PiB
+            torch.empty(2**50, dtype=torch.uint8, device=device)
+        if config["mode"] == "hang":
+            time.sleep(3600)
         accuracy = float("nan") if config["mode"] == "nan" else 1.0 - (config["x"] - 0.3) ** 2
         return {"accuracy": accuracy, "latency_ms": 1.0 + 10.0 * config["x"]}
 
