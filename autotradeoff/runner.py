@@ -176,6 +176,7 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
         a dead worker's trial as FAIL with Ray's reason, its config queued once more."""
 
         def __init__(self) -> None:
+            super().__init__()
             self.stopped: set[str] = set()
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

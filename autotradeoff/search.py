@@ -78,9 +78,10 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     the_study, resumed = create_or_resume(opened, study_name, the_space, sampler=None)
     stored = len(the_study.get_trials(deepcopy=False))
     the_study.sampler = make_sampler(sampler, None if seed is None else seed + stored)
-    if not resumed:  # the task's baseline is the first point (then the YAML's baselines), so the front is read against them
-        for config in the_space.reference_configs():
-            the_study.enqueue_trial(config, skip_if_exists=True)
+    # the task's baseline is the first point (then the YAML's baselines), so the front is read against them;
+    # on every run, not only the first: a first run killed before it queued them must not lose them
+    for config in the_space.reference_configs():
+        the_study.enqueue_trial(config, skip_if_exists=True)
 
     if runner == "ray":
         from autotradeoff.runner import ray_cluster

@@ -100,19 +100,28 @@ def create_or_resume(storage: optuna.storages.BaseStorage, name: str, space: Sea
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         stored = study.user_attrs.get(SPACE_ATTR)
+        directions = [o.optuna_direction for o in space.objectives]
+        if stored is None and not study.get_trials(deepcopy=False) and study.directions == directions:
+            _describe(study, space)  # a search killed while creating it: finish the creation
+            return study, False
         if stored != space.signature():
             raise UsageError(f"study {name!r} exists with a different space {stored}; got {space.signature()}. "
                              "Use another --study name to search this space.")
         return study, True
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 directions=[o.optuna_direction for o in space.objectives], load_if_exists=True)
+    _describe(study, space)
+    return study, False
+
+
+def _describe(study: optuna.Study, space: SearchSpace) -> None:
+    """Metric names, space signature and fidelity of a new study (repeatable: a creation cut short ends here)."""
     with warnings.catch_warnings():  # experimental in Optuna, but what optuna-dashboard labels axes with
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([o.name for o in space.objectives])
-    study.set_user_attr(SPACE_ATTR, space.signature())
     study.set_user_attr(FIDELITY_ATTR, space.fidelity)
     study.set_user_attr("autotradeoff:space_file", space.source)
-    return study, False
+    study.set_user_attr(SPACE_ATTR, space.signature())  # last: its presence marks a complete creation
 
 
 def owner() -> dict[str, Any]:

@@ -78,12 +78,12 @@ def snapshot(storage: str, study: str) -> dict[int, tuple]:
             for t in loaded.get_trials(deepcopy=False)}
 
 
-def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, budget: int = 40, seed: int = 0) -> dict:
+def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, budget: int = 80, seed: int = 0) -> dict:
     """Kill -9 the search driver ``driver_kills`` times and a trial's worker ``worker_kills`` times at
     random moments; re-run the same command after each driver kill; finish the study; count losses."""
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "slow.yaml").write_text(SLOW_FLAKY % 1.0)
+    (workdir / "slow.yaml").write_text(SLOW_FLAKY % 2.0)
     storage = f"sqlite:///{workdir / 'studies' / 'soak.db'}"
     command = ["search", "--task", "plugin_tasks:flaky", "--space", "slow.yaml", "--study", "soak", "--budget",
                f"{budget}trials", "--workers", "2", "--seed", "1", "--no-progress"]
@@ -92,7 +92,7 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
     log = workdir / "soak.log"
     while figures["driver_kills"] < driver_kills:
         proc = start(command, workdir, log)
-        deadline = time.monotonic() + rng.uniform(4.0, 16.0)
+        deadline = time.monotonic() + rng.uniform(3.0, 12.0)
         while time.monotonic() < deadline and proc.poll() is None:
             if figures["worker_kills"] < worker_kills and rng.random() < 0.05:
                 workers = trial_workers(proc.pid)

@@ -66,7 +66,7 @@ def test_failing_oom_and_hanging_trials_are_failed_with_reasons_and_the_search_g
 
 @pytest.mark.integration
 def test_killing_the_search_and_its_workers_loses_no_trial(tmp_path):
-    figures = kill_soak(tmp_path, driver_kills=10, worker_kills=3, budget=40)
+    figures = kill_soak(tmp_path, driver_kills=10, worker_kills=3, budget=80)
     assert figures["driver_kills"] == 10 and figures["worker_kills"] >= 1, figures
     assert figures["final_exit"] == 0, figures
     assert figures["completed_lost"] == 0 and figures["changed_results"] == 0, figures

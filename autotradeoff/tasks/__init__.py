@@ -52,7 +52,10 @@ def get_task(name: str) -> Task:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"cannot load task {name!r} from {target!r}: {exc}") from None
-    task = factory() if not isinstance(factory, Task) else factory
+    try:
+        task = factory() if not isinstance(factory, Task) else factory
+    except Exception as exc:  # a name that is not a task factory (e.g. os:getcwd), or one that fails
+        raise UsageError(f"task {name!r}: calling {target!r} failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(task, Task):
         raise UsageError(f"task {name!r}: {target!r} did not give a Task; got {type(task).__name__}")
     return task
