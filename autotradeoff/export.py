@@ -65,7 +65,8 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", exc)).split())
+        raise UsageError(f"{path}: is not valid YAML ({problem})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: must be a mapping (an `autotradeoff export` file or knob: value pairs)")
     if "config" not in data:  # a plain mapping of knobs

@@ -71,6 +71,10 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
         raise UsageError(f"--workers must be a whole number >= 1; got {workers}")
     if trial_timeout is not None and not (trial_timeout > 0 and math.isfinite(trial_timeout)):
         raise UsageError(f"--trial-timeout must be a positive number of seconds; got {trial_timeout}")
+    if storage is not None and not storage.strip():
+        raise UsageError("--storage is empty; give an SQLAlchemy URL such as sqlite:///studies/x.db, or leave it out")
+    if study is not None and not study.strip():
+        raise UsageError("--study is empty; give a study name, or leave it out to use the space's name")
     study_name = study or the_space.name
     url = storage or default_storage(study_name)
     the_task.check_data(the_space.fidelity)

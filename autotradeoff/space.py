@@ -313,7 +313,8 @@ def load_space(name_or_path: str, *, task_name: str | None = None, objectives: s
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{source}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+        problem = " ".join(str(getattr(exc, "problem", exc)).split())  # one line, whatever the parser said
+        raise UsageError(f"{source}:{where} is not valid YAML ({problem}).") from None
     if not isinstance(data, dict) or "task" not in data:
         raise UsageError(f"{source}: missing 'task'; a search space names the task it searches.")
     task = get_task(str(data["task"]))

@@ -50,8 +50,8 @@ def get_task(name: str) -> Task:
     module_name, _, attribute = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"cannot load task {name!r} from {target!r}: {exc}") from None
+    except Exception as exc:  # ImportError, AttributeError, ValueError (":x"), or the module's own failure
+        raise UsageError(f"cannot load task {name!r} from {target!r}: {type(exc).__name__}: {exc}") from None
     try:
         task = factory() if not isinstance(factory, Task) else factory
     except Exception as exc:  # a name that is not a task factory (e.g. os:getcwd), or one that fails
