@@ -78,7 +78,7 @@ def snapshot(storage: str, study: str) -> dict[int, tuple]:
             for t in loaded.get_trials(deepcopy=False)}
 
 
-def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, budget: int = 80, seed: int = 0) -> dict:
+def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, budget: int = 100, seed: int = 0) -> dict:
     """Kill -9 the search driver ``driver_kills`` times and a trial's worker ``worker_kills`` times at
     random moments; re-run the same command after each driver kill; finish the study; count losses."""
     rng = random.Random(seed)
@@ -92,9 +92,9 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
     log = workdir / "soak.log"
     while figures["driver_kills"] < driver_kills:
         proc = start(command, workdir, log)
-        deadline = time.monotonic() + rng.uniform(3.0, 12.0)
+        deadline = time.monotonic() + rng.uniform(5.0, 30.0)  # Ray itself takes ~15 s to start here
         while time.monotonic() < deadline and proc.poll() is None:
-            if figures["worker_kills"] < worker_kills and rng.random() < 0.05:
+            if figures["worker_kills"] < worker_kills and rng.random() < 0.1:
                 workers = trial_workers(proc.pid)
                 if workers:
                     rng.choice(workers).kill()
@@ -114,7 +114,7 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
             completed.update({n: s for n, s in now.items() if s[0] == "COMPLETE"})
     final = subprocess.run([str(CLI), *command], cwd=workdir, capture_output=True, text=True, env=cli_env(), timeout=900)
     figures["final_exit"] = final.returncode
-    figures["final_stdout"] = final.stdout[-2000:]
+    figures["final_first_line"] = final.stdout.splitlines()[0] if final.stdout else final.stderr[-500:]
     study = optuna.load_study(study_name="soak", storage=storage)
     trials = study.get_trials(deepcopy=False)
     now = snapshot(storage, "soak")
@@ -134,7 +134,8 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
 
 
 def _poll_dashboard(port: int, stop_when: list[subprocess.Popen]) -> tuple[int, int]:
-    """(answers, errors) of optuna-dashboard's study API polled until the writers have exited."""
+    """(answers, errors) of optuna-dashboard's study API polled until the writers have exited; errors
+    count from its first answer on (before it, the server is still starting)."""
     answers = errors = 0
     while any(p.poll() is None for p in stop_when):
         try:
@@ -142,7 +143,7 @@ def _poll_dashboard(port: int, stop_when: list[subprocess.Popen]) -> tuple[int, 
                 json.loads(response.read())
             answers += 1
         except (OSError, ValueError):
-            errors += 1
+            errors += answers > 0
         time.sleep(0.5)
     return answers, errors
 
