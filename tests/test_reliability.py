@@ -49,14 +49,14 @@ def free_port() -> int:
 def test_failing_oom_and_hanging_trials_are_failed_with_reasons_and_the_search_goes_on(tmp_path, runner):
     (tmp_path / "failing.yaml").write_text(FAILING)
     result = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "failing.yaml", "--study", "f", "--budget", "8trials",
-                     "--runner", runner, "--workers", "2", "--trial-timeout", "5", "--no-progress", cwd=tmp_path, timeout=600)
+                     "--runner", runner, "--workers", "2", "--trial-timeout", "20", "--no-progress", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(optuna.load_study(study_name="f", storage=f"sqlite:///{tmp_path / 'studies' / 'f.db'}").get_trials(),
                     key=lambda t: t.number)
     assert len(trials) == 8 and not [t for t in trials if t.state == TrialState.RUNNING]
     reasons = {t.user_attrs["config"]["mode"]: t.user_attrs.get("fail_reason", "") for t in trials[1:5]}
     assert "can't allocate memory" in reasons["oom"]
-    assert "per-trial time limit of 5 s" in reasons["hang"]
+    assert "per-trial time limit of 20 s" in reasons["hang"]  # the clock starts at ask: a loaded machine starts actors slowly
     assert "RuntimeError: boom" in reasons["raise"] and "non-finite metric accuracy=nan" in reasons["nan"]
     assert all(t.state == TrialState.FAIL for t in trials[1:5]) and trials[0].state == TrialState.COMPLETE
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials[5:])  # it went on after the failures
