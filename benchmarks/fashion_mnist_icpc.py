@@ -9,7 +9,7 @@ Every training runs with the same seed set, one job at a time on both cores (2 t
 training or latency is timed beside another job. All numbers go through the task's own trial
 function (`run_trial`); the first inference mode of a training trains it, the others reuse it.
 
-    python benchmarks/fashion_mnist_icpc.py        # ~45 min on 2 CPU cores
+    python benchmarks/fashion_mnist_icpc.py        # ~36 min on 2 CPU cores
 """
 
 from __future__ import annotations

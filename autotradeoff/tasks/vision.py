@@ -125,7 +125,7 @@ class VisionTask(Task):
         """Inference per sample: FLOPs over visited levels, batch-1 latency, exits per level, size."""
         mode = config["pos_selection"]
         one = test_x[:1].to(device)
-        per_level = [count_flops(lambda g=g: model.logits_at(one, g, mode)) for g in result.levels]
+        flops_at = {g: count_flops(lambda g=g: model.logits_at(one, g, mode)) for g in {*result.levels, model.full}}
         visits = result.visits()
         probe = test_x[probe_indices(result.exit_index, fidelity["latency_samples"])].to(device)
         samples = [probe[i:i + 1] for i in range(len(probe))]
@@ -140,8 +140,8 @@ class VisionTask(Task):
                                   threads=fidelity["threads"], model=model)
         exits = {f"{EXIT_PREFIX}{g * model.patch}px": share for g, share in zip(result.levels, result.exit_shares())}
         return {"latency_ms": latency.median_ms / len(samples), "latency_iqr_ms": latency.iqr_ms / len(samples),
-                "flops": float(sum(v * f for v, f in zip(visits, per_level))),
-                "flops_full": float(count_flops(lambda: model.logits_at(one, model.full, mode))),
+                "flops": float(sum(v * flops_at[g] for v, g in zip(visits, result.levels))),
+                "flops_full": float(flops_at[model.full]),
                 "mean_levels": float(sum(visits)), **exits,
                 **{k: float(v) for k, v in model_size(model).items()}}
 
