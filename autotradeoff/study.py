@@ -193,4 +193,5 @@ def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[
     charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
     sessions = [v.get("elapsed_s", 0.0) for k, v in study.user_attrs.items() if k.startswith(SESSION_PREFIX)]
     return {"gpu-h": sum(c["gpu_h"] for c in charges), "cpu-h": sum(c["cpu_h"] for c in charges),
-            "trials": float(len(charges)), "s": float(sum(sessions))}
+            "trials": float(sum("rejected" not in t.user_attrs for t in trials if "charge" in t.user_attrs)),
+            "s": float(sum(sessions))}
