@@ -15,7 +15,7 @@ from autotradeoff.driver import Progress, SearchDriver
 from autotradeoff.errors import UsageError
 from autotradeoff.pareto import CONSTRAINTS_ATTR
 from autotradeoff.space import SearchSpace, load_space
-from autotradeoff.study import create_or_resume, default_storage, open_storage, reconcile
+from autotradeoff.study import absolute_url, create_or_resume, default_storage, open_storage, reconcile
 from autotradeoff.tasks import resolve_task
 
 __all__ = ["search", "SearchResult", "make_sampler", "default_workers"]
@@ -140,7 +140,7 @@ def search(task: str, budget: str, *, space: str | None = None, study: str | Non
     resources = the_task.resources(the_space.fidelity, gpus_available=cluster.get("GPU", 0) > 0)
     n_workers = 1 if runner == "local" else (workers or default_workers(cluster, resources))
     driver = SearchDriver(the_study, the_space, the_budget, resources, cluster_cpus=cluster.get("CPU", 1.0),
-                          trial_timeout=trial_timeout, early_stop=early_stop, storage_url=url)
+                          trial_timeout=trial_timeout, early_stop=early_stop, storage_url=absolute_url(url))
     from autotradeoff.runner import ray_results
 
     recovered, reconciled = reconcile(the_study, ray_results(ray_dir / study_name), store=driver.recover)

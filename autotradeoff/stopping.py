@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 
@@ -116,6 +117,8 @@ class Judge:
     used so far divided by the share done. Any other objective makes the point unknown: never stopped.
     """
 
+    warned = False  # one warning per process when the storage can't be reached
+
     def __init__(self, storage, study_name: str, trial_id: int, objectives: Sequence[tuple[str, str]],
                  known: dict[str, float] | None = None, clock: Callable[[], float] | None = None) -> None:
         import time
@@ -150,6 +153,9 @@ class Judge:
             others = [tuple(t.user_attrs[key]) for t in self.storage.get_all_trials(study_id, deepcopy=False)
                       if t._trial_id != self.trial_id and len(t.user_attrs.get(key) or ()) == len(point)]
             self.storage.set_trial_user_attr(self.trial_id, key, list(point))
-        except Exception:  # storage this worker can't reach (SQLite file on another machine): never stop
+        except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop
+            if not Judge.warned:
+                Judge.warned = True
+                print(f"autotradeoff: early stopping off in this worker, the study is out of reach: {exc}", file=sys.stderr)
             return False
         return not keep(point, others)

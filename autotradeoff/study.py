@@ -78,6 +78,17 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
         raise UsageError(f"cannot open storage {redact(url)!r}: {reason}") from None
 
 
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute: Ray runs trials in their own working folders,
+    where ``sqlite:///studies/x.db`` would name another (new, empty) file."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or Path(parsed.database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
 def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     """SQLite in WAL mode (kept in the file): readers (the dashboard, `front`) never block the writers,
     and writers of several search processes queue on the busy timeout instead of failing."""
