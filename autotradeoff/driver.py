@@ -173,22 +173,22 @@ class SearchDriver:
         (``study.reconcile``); False when it is no complete result. Charged by the runner's own clock."""
         if "autotradeoff_error" in result:
             return False
-        if result.get(REJECTED) or result.get(STOPPED):  # stopped early or rejected: PRUNED, as ``tell`` stores it
-            self._store_metrics(trial._trial_id, result)
-            self.study._storage.set_trial_user_attr(trial._trial_id, "rejected" if result.get(REJECTED) else "stopped",
-                                                    result.get(REJECTED) or result.get(STOPPED))
-            self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
-            return True
-        error, values = self._objective_values(result)
+        early = result.get(REJECTED) or result.get(STOPPED)  # rejected or stopped at a rung: PRUNED, as ``tell`` stores it
+        error, values = (None, None) if early else self._objective_values(result)
         if error is not None:
             return False
         holds = trial.user_attrs.get("holds") or {}
         wall = float(result.get("time_total_s", result.get("trial_wall_s", 0.0)))
-        self.study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs()
-                                                if holds else self._charge(wall).as_attrs())
+        storage = self.study._storage
+        storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs()
+                                    if holds else self._charge(wall).as_attrs())
         self._store_metrics(trial._trial_id, result)
-        self.study._storage.set_trial_user_attr(trial._trial_id, "recovered", "from the runner's results after its search process died")
-        self.study.tell(trial.number, values, skip_if_finished=True)
+        storage.set_trial_user_attr(trial._trial_id, "recovered", "from the runner's results after its search process died")
+        if early:
+            storage.set_trial_user_attr(trial._trial_id, "rejected" if result.get(REJECTED) else "stopped", early)
+            self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            self.study.tell(trial.number, values, skip_if_finished=True)
         return True
 
     def _objective_values(self, metrics: dict[str, Any]) -> tuple[str | None, list[float] | None]:

@@ -122,8 +122,9 @@ def one_run(args: tuple[str, str, int, float, Path]) -> list[dict]:
     return out
 
 
-def curves(rows: list[dict], budget_s: float) -> tuple[dict, tuple[float, ...]]:
-    """Hypervolume at each budget fraction, per (method, seed), against one reference point."""
+def curves(rows: list[dict], budget_s: float) -> tuple[dict, tuple[float, ...], float]:
+    """Hypervolume at each budget fraction, per (method, seed), against one reference point; that point;
+    the hypervolume of every point found by any run (the best known front)."""
     from autotradeoff.pareto import hypervolume
 
     points = [r["losses"] for r in rows if r["losses"] is not None]
@@ -136,28 +137,34 @@ def curves(rows: list[dict], budget_s: float) -> tuple[dict, tuple[float, ...]]:
         mine = [r for r in rows if (r["method"], r["seed"]) == key]
         out[key] = [hypervolume([r["losses"] for r in mine if r["losses"] is not None and r["cost_s"] <= f * budget_s],
                                 ref) for f in FRACTIONS]
-    return out, tuple(ref)
+    return out, tuple(ref), hypervolume(points, ref)
 
 
-def summarise(space: str, hv: dict, budget_s: float) -> tuple[list[dict], list[str]]:
+def summarise(space: str, hv: dict, best: float, rows: list[dict] | None = None) -> tuple[list[dict], list[str]]:
     """Mean curves per method; the two targets against random search."""
     mean = {m: [statistics.fmean(hv[(m, s)][i] for (mm, s) in hv if mm == m) for i in range(len(FRACTIONS))]
             for m in METHODS if any(k[0] == m for k in hv)}
     table = []
     for m, curve in mean.items():
         finals = [hv[k][-1] for k in hv if k[0] == m]
+        mine = [r for r in rows or [] if r["method"] == m and r["space"] == space]
         reach = next((f for f, v in zip(FRACTIONS, curve) if v >= mean["random"][-1]), None)
-        table.append({"space": space, "method": m, "seeds": len(finals), "hv_final": statistics.fmean(finals),
-                      "hv_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+        table.append({"space": space, "method": m, "seeds": len(finals),
+                      "trials": len(mine) / max(len(finals), 1), "pruned": sum(r["state"] == "PRUNED" for r in mine) / max(len(finals), 1),
+                      "hv_final": statistics.fmean(finals), "hv_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
                       "vs_random": statistics.fmean(finals) / mean["random"][-1] if mean["random"][-1] else float("nan"),
+                      "of_best_known": statistics.fmean(finals) / best if best else float("nan"),
+                      "gap_vs_random": (best - statistics.fmean(finals)) / (best - mean["random"][-1])
+                      if best > mean["random"][-1] else float("nan"),
                       "budget_to_random_final": f"{reach:.0%}" if reach else "not reached",
                       **{f"hv@{f:.0%}": v for f, v in zip(FRACTIONS, curve)}})
     ours = next(r for r in table if r["method"] == "autotradeoff")
     reach = next((f for f, v in zip(FRACTIONS, mean["autotradeoff"]) if v >= mean["random"][-1]), None)
     lines = [f"- {space}: autotradeoff reaches random search's final hypervolume at {ours['budget_to_random_final']} "
              f"of the budget (target <= 33%: {'met' if reach is not None and reach <= 0.34 else 'MISSED'}); "
-             f"hypervolume at equal budget {ours['vs_random']:.2f}x random's (target >= 1.2x: "
-             f"{'met' if ours['vs_random'] >= 1.2 else 'MISSED'})."]
+             f"hypervolume at equal budget {ours['vs_random']:.3f}x random's (target >= 1.2x: "
+             f"{'met' if ours['vs_random'] >= 1.2 else 'MISSED'}); random search itself ends at "
+             f"{mean['random'][-1] / best:.1%} of the best known hypervolume."]
     return table, lines
 
 
@@ -226,6 +233,54 @@ def overhead(folder: Path, trials: int) -> list[dict]:
     return rows
 
 
+def report(rows: list[dict], over: list[dict], args: argparse.Namespace, seconds: float) -> list[str]:
+    tables, lines = [], []
+    for s in args.spaces:
+        hv, ref, best = curves([r for r in rows if r["space"] == s], args.budget_s)
+        table, verdict = summarise(s, hv, best, rows)
+        tables += table
+        lines += [*verdict, f"  reference point (losses): {', '.join(f'{x:.4g}' for x in ref)}; hypervolume of every "
+                  f"point any run found: {best:.4g}"]
+        plot_svg(s, hv, args.budget_s, OUT / f"search_efficiency_{s}.svg")
+    write_csv(tables, OUT / "search_efficiency.csv")
+    one, two = over
+    speedup = two["trials_per_min"] / one["trials_per_min"]
+    return [
+        "# Search efficiency (issue 7)", "",
+        f"`python benchmarks/search_efficiency.py --spaces {' '.join(args.spaces)} --seeds {args.seeds} "
+        f"--budget-s {args.budget_s:g}`, {seconds:.0f} s, {args.jobs} searches at once on "
+        f"{os.cpu_count()} CPU cores, one thread per trial. Budget: CPU-seconds charged to trials.", "",
+        "## Targets", "", *lines,
+        f"- engine overhead (Ray, 1 worker, {one['trials']} small Cora trials of {one['trial_fn_mean_s']:.2f} s on average): "
+        f"{one['engine_per_trial_s']:.3f} s per trial outside the trial function, {one['engine_share']:.1%} of trial time "
+        f"(target <= 5%: {'met' if one['engine_share'] <= 0.05 else 'MISSED'}); one-off start {one['one_off_s']:.1f} s.",
+        f"- throughput 2 workers vs 1 on {os.cpu_count()} cores: {speedup:.2f}x (target >= 1.8x: "
+        f"{'met' if speedup >= 1.8 else 'MISSED'}); a trial function took {two['trial_fn_mean_s'] / one['trial_fn_mean_s']:.2f}x "
+        "as long with two running.", "",
+        "## Hypervolume by budget share (mean over seeds)", "",
+        "`of_best_known`: share of the hypervolume of all points every run of the space found together; "
+        "`gap_vs_random`: the method's distance to that, divided by random search's.", "",
+        *markdown_table(tables, ["space", "method", "seeds", "trials", "pruned", "hv_final", "hv_std", "vs_random",
+                                 "of_best_known", "gap_vs_random", "budget_to_random_final", "hv@25%", "hv@50%"]), "",
+        *(f"![{s}](search_efficiency_{s}.svg)" for s in args.spaces), "",
+        "Every trial of every run: `search_efficiency_trials.csv`.", "",
+        "## Engine overhead", "", *markdown_table(over, list(over[0])), "",
+    ]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    def value(text: str):
+        try:
+            return float(text) if any(c in text for c in ".e") or text.lstrip("-").isdigit() else text
+        except ValueError:
+            return text
+
+    with open(path, newline="") as handle:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
@@ -233,45 +288,28 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=200.0, help="CPU-seconds of trials per search")
     parser.add_argument("--jobs", type=int, default=2, help="searches at once (one thread each)")
     parser.add_argument("--overhead-trials", type=int, default=24)
+    parser.add_argument("--report-only", type=float, metavar="SECONDS",
+                        help="rewrite the report from the last run's CSVs (SECONDS: how long that run took)")
     args = parser.parse_args()
-    os.environ.setdefault("AUTOTRADEOFF_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
-    started = time.time()
-    over = overhead(folder, args.overhead_trials)  # first: minutes, and alone on the machine
-    print(over, flush=True)
-    jobs = [(m, s, seed, args.budget_s, folder) for s in args.spaces for seed in range(args.seeds) for m in METHODS]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        rows = [row for run in pool.map(one_run, jobs) for row in run]
-    write_csv([{k: v for k, v in r.items() if k != "losses"} for r in rows], OUT / "search_efficiency_trials.csv")
-    tables, lines = [], []
-    for s in args.spaces:
-        hv, ref = curves([r for r in rows if r["space"] == s], args.budget_s)
-        table, verdict = summarise(s, hv, args.budget_s)
-        tables += table
-        lines += [*verdict, f"  reference point (losses): {', '.join(f'{x:.4g}' for x in ref)}"]
-        plot_svg(s, hv, args.budget_s, OUT / f"search_efficiency_{s}.svg")
-    write_csv(tables, OUT / "search_efficiency.csv")
-    one, two = over
-    report = [
-        "# Search efficiency (issue 7)", "",
-        f"`python benchmarks/search_efficiency.py --spaces {' '.join(args.spaces)} --seeds {args.seeds} "
-        f"--budget-s {args.budget_s:g}`, {time.time() - started:.0f} s, {args.jobs} searches at once on "
-        f"{os.cpu_count()} CPU cores, one thread per trial. Budget: CPU-seconds charged to trials.", "",
-        "## Targets", "", *lines,
-        f"- engine overhead (Ray, 1 worker, {one['trials']} small Cora trials of {one['trial_fn_mean_s']:.2f} s on average): "
-        f"{one['engine_per_trial_s']:.3f} s per trial outside the trial function, {one['engine_share']:.1%} of trial time "
-        f"(target <= 5%: {'met' if one['engine_share'] <= 0.05 else 'MISSED'}); one-off start {one['one_off_s']:.1f} s.",
-        f"- throughput 2 workers vs 1 on {os.cpu_count()} cores: {two['trials_per_min'] / one['trials_per_min']:.2f}x "
-        f"(target >= 1.8x: {'met' if two['trials_per_min'] / one['trials_per_min'] >= 1.8 else 'MISSED'}).", "",
-        "## Hypervolume by budget share (mean over seeds)", "",
-        *markdown_table(tables, ["space", "method", "seeds", "hv_final", "hv_std", "vs_random", "budget_to_random_final",
-                                 "hv@30%", "hv@50%"]), "",
-        *(f"![{s}](search_efficiency_{s}.svg)" for s in args.spaces), "",
-        "Every trial of every run: `search_efficiency_trials.csv`.", "",
-        "## Engine overhead", "", *markdown_table(over, list(over[0])), "",
-    ]
-    (OUT / "search_efficiency.md").write_text("\n".join(report))
-    print("\n".join(report))
+    if args.report_only is not None:
+        rows = _read_csv(OUT / "search_efficiency_trials.csv")
+        for r in rows:  # both spaces: accuracy (max) vs latency_ms (min)
+            r["losses"] = (-r["accuracy"], r["latency_ms"]) if r["state"] == "COMPLETE" else None
+        over, seconds = _read_csv(OUT / "search_efficiency_overhead.csv"), args.report_only
+    else:
+        os.environ.setdefault("AUTOTRADEOFF_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+        folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+        started = time.time()
+        over = overhead(folder, args.overhead_trials)  # first: minutes, and alone on the machine
+        write_csv(over, OUT / "search_efficiency_overhead.csv")
+        jobs = [(m, s, seed, args.budget_s, folder) for s in args.spaces for seed in range(args.seeds) for m in METHODS]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [row for run in pool.map(one_run, jobs) for row in run]
+        write_csv([{k: v for k, v in r.items() if k != "losses"} for r in rows], OUT / "search_efficiency_trials.csv")
+        seconds = time.time() - started
+    lines = report(rows, over, args, seconds)
+    (OUT / "search_efficiency.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
