@@ -103,7 +103,8 @@ def one_run(args: tuple[str, str, int, float, Path]) -> list[dict]:
         from autotradeoff.space import load_space
         from autotradeoff.trial import run_trial
 
-        run_trial(data["task"], load_space(str(space)).baseline(), load_space(str(space)).fidelity)
+        loaded = load_space(str(space))
+        run_trial(data["task"], {**loaded.constants, **loaded.baseline()}, loaded.fidelity)
         _WARM.add(space_name)
     sampler = {"random": optuna.samplers.RandomSampler(seed=seed), "nsga2": optuna.samplers.NSGAIISampler(seed=seed),
                "ray": ray_default_sampler(seed), "autotradeoff": "auto"}[method]
@@ -288,9 +289,20 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=200.0, help="CPU-seconds of trials per search")
     parser.add_argument("--jobs", type=int, default=2, help="searches at once (one thread each)")
     parser.add_argument("--overhead-trials", type=int, default=24)
+    parser.add_argument("--rerun", nargs="+", metavar="METHOD:SPACE:SEED",
+                        help="run these searches again and replace their rows in the last run's trials CSV")
     parser.add_argument("--report-only", type=float, metavar="SECONDS",
                         help="rewrite the report from the last run's CSVs (SECONDS: how long that run took)")
     args = parser.parse_args()
+    if args.rerun:
+        folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+        again = [(m, sp, int(seed), args.budget_s, folder) for m, sp, seed in (r.split(":") for r in args.rerun)]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            fresh = [row for run in pool.map(one_run, again) for row in run]
+        redone = {(m, sp, float(seed)) for m, sp, seed, _, _ in again}
+        kept = [r for r in _read_csv(OUT / "search_efficiency_trials.csv") if (r["method"], r["space"], r["seed"]) not in redone]
+        write_csv([*kept, *({k: v for k, v in r.items() if k != "losses"} for r in fresh)], OUT / "search_efficiency_trials.csv")
+        return
     if args.report_only is not None:
         rows = _read_csv(OUT / "search_efficiency_trials.csv")
         for r in rows:  # both spaces: accuracy (max) vs latency_ms (min)
