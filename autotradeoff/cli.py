@@ -36,7 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="trials at once (default: what the machine/cluster holds)")
     s.add_argument("--runner", choices=("ray", "local"), default="ray", help="ray (default) or in-process, one at a time")
     s.add_argument("--ray-address", help="join a running Ray cluster (e.g. 127.0.0.1:6379 or auto)")
-    s.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe")
+    s.add_argument("--sampler", choices=("auto", "tpe", "gp", "nsga2", "random"), default="auto",
+                   help="auto (default): GP for a few unconditional knobs, TPE for conditional or mid-sized spaces, "
+                   "NSGA-II past 20 knobs")
+    s.add_argument("--constraint", action="append", default=[], metavar="'METRIC<=NUMBER'",
+                   help="a bound a config must meet, e.g. 'latency_ms<=5' (repeatable; added to the space's "
+                   "constraints); configs breaking one before training are rejected in seconds")
+    s.add_argument("--remeasure", type=int, default=8, metavar="N",
+                   help="after the search, time up to N front trials again, alone on the machine (default 8; 0: off)")
+    s.add_argument("--no-early-stop", action="store_true", help="run every trial to the end (no successive halving)")
     s.add_argument("--seed", type=int, help="sampler seed (reproducible suggestions)")
     s.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="stop and fail a trial running longer than this")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -59,11 +59,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         result = search(args.task, args.budget, space=args.space, study=args.study, storage=args.storage,
                         objectives=args.objectives, workers=args.workers, runner=args.runner,
                         ray_address=args.ray_address, sampler=args.sampler, seed=args.seed, on_start=on_start, model=args.model,
-                        verbose=args.verbose, trial_timeout=args.trial_timeout)
+                        verbose=args.verbose, trial_timeout=args.trial_timeout, constraints=args.constraint,
+                        early_stop=not args.no_early_stop, remeasure=args.remeasure)
     finally:
         for bar in bars:
             bar.close()
-    print(f"{result.new_trials} new trial(s) this run.")
+    print(f"{result.new_trials} new trial(s) this run"
+          + (f"; timed costs of {result.remeasured} front trial(s) measured again, alone" if result.remeasured else "") + ".")
     _print_front(result.study)
     return 0
 

@@ -10,6 +10,7 @@ import math
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autotradeoff.budget import Budget, Charge
 from autotradeoff.space import SearchSpace
+from autotradeoff.stopping import REJECTED, STOPPED, Judge
 from autotradeoff.study import OWNER_ATTR, SESSION_PREFIX, owner, requeue, spent
 
 __all__ = ["SearchDriver", "Progress"]
@@ -58,6 +60,8 @@ class SearchDriver:
     resources: dict[str, float]
     cluster_cpus: float
     trial_timeout: float | None = None  # seconds a trial may run before the runner stops it
+    early_stop: bool = True  # trials of tasks with checkpoints may be stopped at a rung (``stopping``)
+    storage_url: str | None = None  # for Ray workers' early-stopping decisions
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _running: dict[str, _Running] = field(default_factory=dict)
     _last_beat: float = 0.0
@@ -83,8 +87,8 @@ class SearchDriver:
         """Typical (median) cost of a finished trial in the budget's unit (wall seconds for wall-clock
         budgets). Median, not mean: costs are heavy-tailed where a stage is cached (the first trial with
         new training knobs fine-tunes, later ones reuse it), and the mean stopped SST-2 searches with
-        room left for several typical trials."""
-        charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
+        room left for several typical trials. Configs rejected before training are not typical trials."""
+        charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs and "rejected" not in t.user_attrs]
         if not charges:
             return None
         key = {"gpu-h": "gpu_h", "cpu-h": "cpu_h", "s": "wall_s", "trials": None}[self.budget.unit]
@@ -139,6 +143,13 @@ class SearchDriver:
         trial = running.trial
         trial.set_user_attr("charge", self._charge(time.monotonic() - running.started).as_attrs())
         values = None
+        early = (metrics or {}).get(REJECTED) or (metrics or {}).get(STOPPED)
+        if error is None and early:  # rejected before training / stopped at a rung: PRUNED, off the front
+            self._store_metrics(trial._trial_id, metrics)
+            trial.set_user_attr("rejected" if REJECTED in metrics else "stopped", early)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self._record_session()
+            return trial.number
         if error is None:
             error, values = self._objective_values(metrics or {})
         if error is None:
@@ -162,16 +173,22 @@ class SearchDriver:
         (``study.reconcile``); False when it is no complete result. Charged by the runner's own clock."""
         if "autotradeoff_error" in result:
             return False
-        error, values = self._objective_values(result)
+        early = result.get(REJECTED) or result.get(STOPPED)  # rejected or stopped at a rung: PRUNED, as ``tell`` stores it
+        error, values = (None, None) if early else self._objective_values(result)
         if error is not None:
             return False
         holds = trial.user_attrs.get("holds") or {}
         wall = float(result.get("time_total_s", result.get("trial_wall_s", 0.0)))
-        self.study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs()
-                                                if holds else self._charge(wall).as_attrs())
+        storage = self.study._storage
+        storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs()
+                                    if holds else self._charge(wall).as_attrs())
         self._store_metrics(trial._trial_id, result)
-        self.study._storage.set_trial_user_attr(trial._trial_id, "recovered", "from the runner's results after its search process died")
-        self.study.tell(trial.number, values, skip_if_finished=True)
+        storage.set_trial_user_attr(trial._trial_id, "recovered", "from the runner's results after its search process died")
+        if early:
+            storage.set_trial_user_attr(trial._trial_id, "rejected" if result.get(REJECTED) else "stopped", early)
+            self.study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            self.study.tell(trial.number, values, skip_if_finished=True)
         return True
 
     def _objective_values(self, metrics: dict[str, Any]) -> tuple[str | None, list[float] | None]:
@@ -198,6 +215,23 @@ class SearchDriver:
         killed, a resume can charge its unfinished trials up to the last beat (see ``study.reconcile``)."""
         if time.monotonic() - self._last_beat >= every_s:
             self._record_session()
+
+    def trial_id(self, key: str) -> int:
+        return self._running[key].trial._trial_id
+
+    def judge(self, key: str) -> Callable[[dict[str, float]], Judge] | None:
+        """Early-stopping decisions for the running trial ``key`` (None when switched off)."""
+        if not self.early_stop:
+            return None
+        objectives = [(o.name, o.direction) for o in self.space.objectives]
+        return lambda known: Judge(self.study._storage, self.study.study_name, self.trial_id(key), objectives, known)
+
+    def stopping_spec(self) -> dict[str, Any] | None:
+        """What a Ray worker needs to build the same ``Judge`` against the study's storage."""
+        if not self.early_stop or not self.storage_url:
+            return None
+        return {"url": self.storage_url, "study": self.study.study_name,
+                "objectives": [(o.name, o.direction) for o in self.space.objectives]}
 
     def overdue(self) -> list[str]:
         """Keys of running trials past ``trial_timeout``."""

@@ -18,7 +18,8 @@ from autotradeoff.errors import UsageError
 from autotradeoff.space import Objective
 
 __all__ = ["rows_of", "front", "hypervolume", "reference_point", "hypervolume_history", "pick", "objectives_of",
-           "default_rule", "level_shares", "EXIT_PREFIX"]
+           "default_rule", "level_shares", "EXIT_PREFIX", "spread_of", "CONSTRAINTS_ATTR",
+           "REMEASURED_PREFIX"]
 
 EXIT_PREFIX = "exit_share_"  # per-level metrics of variable-effort inference: exit_share_<px>px
 
@@ -29,18 +30,47 @@ def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
                  for n, d in zip(names, study.directions))
 
 
+CONSTRAINTS_ATTR = "autotradeoff:constraints"  # study attribute: the last search's constraints ("latency_ms <= 5")
+REMEASURED_PREFIX = "remeasured:"  # study attribute per trial number: its timed costs measured again, alone
+
+
+def spread_of(metric: str) -> str:
+    """The name of a timed metric's spread: ``latency_ms`` -> ``latency_iqr_ms``."""
+    return f"{metric[:-3]}_iqr_ms" if metric.endswith("_ms") and not metric.endswith("_iqr_ms") else ""
+
+
 def rows_of(study: optuna.Study) -> list[dict[str, Any]]:
-    """One plain dict per trial: number, state, config, metrics, values, fail_reason."""
+    """One plain dict per trial: number, state, config, metrics, values, fail_reason (or why it was
+    rejected or stopped early), violations (constraints its metrics break).
+
+    Metrics re-measured in the exclusive pass after a search (``remeasure``) replace the ones taken
+    while other trials ran; ``values`` stay what Optuna stored.
+    """
+    from autotradeoff.space import parse_constraints
+
     rows = []
     skip = {"config", "charge", "fail_reason", "runner_trial_id", "autotradeoff:owner"}
+    study_attrs = study.user_attrs
+    constraints = parse_constraints(study_attrs.get(CONSTRAINTS_ATTR) or [], _Any(), "stored constraints")
     for trial in study.get_trials(deepcopy=False):
-        metrics = {k: v for k, v in trial.user_attrs.items() if k not in skip and isinstance(v, (int, float))}
-        rows.append({"number": trial.number, "state": trial.state.name,
+        metrics = {k: v for k, v in trial.user_attrs.items() if k not in skip and not k.startswith("rung_")
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        again = study_attrs.get(f"{REMEASURED_PREFIX}{trial.number}") or {}
+        metrics.update({k: v for k, v in again.items() if isinstance(v, (int, float))})
+        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("rejected") or trial.user_attrs.get("stopped")
+        rows.append({"number": trial.number, "trial_id": trial._trial_id, "state": trial.state.name,
                      "config": trial.user_attrs.get("config", dict(trial.params)),
                      "metrics": metrics, "values": list(trial.values) if trial.values else None,
-                     "fail_reason": trial.user_attrs.get("fail_reason"),
-                     "charge": trial.user_attrs.get("charge")})
+                     "fail_reason": reason, "charge": trial.user_attrs.get("charge"), "remeasured": bool(again),
+                     "violations": [v for c in constraints if (v := c.violation(metrics))]})
     return rows
+
+
+class _Any(dict):
+    """Every metric name is allowed (stored constraints were checked when the search started)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
 
 
 def _losses(row: dict, objectives: Sequence[Objective]) -> tuple[float, ...]:
@@ -48,18 +78,38 @@ def _losses(row: dict, objectives: Sequence[Objective]) -> tuple[float, ...]:
 
 
 def _complete(rows: Sequence[dict], objectives: Sequence[Objective]) -> list[dict]:
-    return [r for r in rows if r["state"] == TrialState.COMPLETE.name and all(o.name in r["metrics"] for o in objectives)]
+    """Complete trials with every objective that meet the constraints."""
+    return [r for r in rows if r["state"] == TrialState.COMPLETE.name and not r.get("violations")
+            and all(o.name in r["metrics"] for o in objectives)]
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+def _dominates(a: Sequence[float], b: Sequence[float], tolerance: Sequence[float] | None = None) -> bool:
+    """``a`` no worse than ``b`` everywhere and better somewhere, by more than ``tolerance`` (per objective)."""
+    tol = tolerance or [0.0] * len(a)
+    return all(x <= y + t for x, y, t in zip(a, b, tol)) and any(x < y - t for x, y, t in zip(a, b, tol))
 
 
-def front(rows: Sequence[dict], objectives: Sequence[Objective]) -> list[dict]:
-    """Complete trials no other complete trial dominates, sorted by the first objective (best first)."""
+def _tolerance(a: dict, b: dict, objectives: Sequence[Objective]) -> list[float]:
+    """Per objective, the noise within which two measurements are a tie: the mean half-spread (IQR) of a
+    timed metric, 0 for the rest."""
+    out = []
+    for o in objectives:
+        spread = spread_of(o.name)
+        out.append((a["metrics"].get(spread, 0.0) + b["metrics"].get(spread, 0.0)) / 4 if spread else 0.0)
+    return out
+
+
+def front(rows: Sequence[dict], objectives: Sequence[Objective], *, noise: bool = True) -> list[dict]:
+    """Complete, feasible trials no other such trial dominates, sorted by the first objective (best
+    first). With ``noise``, timed objectives within half their measured spread are ties: a point is not
+    dropped for being a hair slower than another within the clock's noise."""
     done = _complete(rows, objectives)
     losses = [_losses(r, objectives) for r in done]
-    keep = [r for r, mine in zip(done, losses) if not any(_dominates(other, mine) for other in losses)]
+    keep = []
+    for r, mine in zip(done, losses):
+        if not any(_dominates(other, mine, _tolerance(o, r, objectives) if noise else None)
+                   for o, other in zip(done, losses) if o is not r):
+            keep.append(r)
     return sorted(keep, key=lambda r: _losses(r, objectives))
 
 
@@ -130,9 +180,9 @@ def pick(rows: Sequence[dict], rule: str) -> dict:
     clauses = [c for c in rule.split(",") if c.strip()]
     if not clauses or not _SELECT.match(clauses[-1]):
         raise UsageError(f"bad pick rule {rule!r}; {PICK_HELP}")
-    done = [r for r in rows if r["state"] == TrialState.COMPLETE.name]
+    done = [r for r in rows if r["state"] == TrialState.COMPLETE.name and not r.get("violations")]
     if not done:
-        raise UsageError("the study has no complete trial to pick from")
+        raise UsageError("the study has no complete trial (meeting its constraints) to pick from")
     metrics = sorted({k for r in done for k in r["metrics"]})
 
     def column(name: str) -> list[float]:

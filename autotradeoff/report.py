@@ -106,11 +106,11 @@ def _table(rows: list[dict], objectives: tuple[Objective, ...], *, title: str) -
         return f"<h2>{html.escape(title)}</h2><p>none</p>"
     knobs = sorted({k for r in rows for k in r["config"]})
     metrics = [o.name for o in objectives] + sorted({k for r in rows for k in r["metrics"]} - {o.name for o in objectives})
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["trial", "state", *knobs, *metrics, "fail reason"])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["trial", "state", *knobs, *metrics, "why failed, pruned or infeasible"])
     body = []
     for r in rows:
         cells = [r["number"], r["state"], *(r["config"].get(k, "") for k in knobs),
-                 *(r["metrics"].get(m, "") for m in metrics), r.get("fail_reason") or ""]
+                 *(r["metrics"].get(m, "") for m in metrics), r.get("fail_reason") or "; ".join(r.get("violations") or [])]
         body.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells) + "</tr>")
     return f"<h2>{html.escape(title)}</h2><div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
 
@@ -136,14 +136,21 @@ def write_report(study: optuna.Study, out_dir: Path, *, rule: str | None = None)
         "objectives": ", ".join(map(str, objectives)), "trials": json.dumps(states),
         "front size": len(best), "cpu-h spent": f"{used['cpu-h']:.4f}", "gpu-h spent": f"{used['gpu-h']:.4f}",
         "search wall time": f"{used['s'] / 60:.1f} min",
+        "pruned": (f"{sum((r['fail_reason'] or '').startswith('rejected') for r in rows)} rejected before training, "
+                   f"{sum((r['fail_reason'] or '').startswith('stopped') for r in rows)} stopped early"),
+        "constraints": ", ".join(study.user_attrs.get(pareto.CONSTRAINTS_ATTR) or []) or "none",
+        "front re-measured alone": f"{sum(r['remeasured'] for r in best)} of {len(best)}",
     }
     summary_html = "<table class='summary'>" + "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()) + "</table>"
     failed = [r for r in rows if r["state"] == "FAIL"]
+    infeasible = [r for r in rows if r["state"] == "COMPLETE" and r.get("violations")]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>autotradeoff: {html.escape(study.study_name)}"
             f"</title><style>{_STYLE}</style></head><body><h1>autotradeoff study {html.escape(study.study_name)}</h1>"
             f"{summary_html}{''.join(parts)}{chosen_html}{_table(best, objectives, title='Pareto front')}"
-            f"{_table(failed, objectives, title='Failed trials')}{_table(rows, objectives, title='All trials')}"
+            f"{_table(failed, objectives, title='Failed trials')}"
+            f"{_table(infeasible, objectives, title='Complete but breaking a constraint (off the front)')}"
+            f"{_table(rows, objectives, title='All trials')}"
             "</body></html>")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "index.html"

@@ -10,6 +10,7 @@ the budget can't cover another trial.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -20,18 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from autotradeoff.driver import Progress, SearchDriver
+from autotradeoff.stopping import Judge
 from autotradeoff.trial import pick_device, run_trial
 
 __all__ = ["ray_cluster", "run_ray", "run_local", "trial_outcome", "ray_results", "TrialTimeout"]
 
 OnProgress = Callable[[Progress], None]
+TRIAL_ID_KEY = "__autotradeoff_trial_id"  # passed to a Ray trial in its config, for its early-stopping decisions
 
 
-def trial_outcome(task: str, config: dict[str, Any], fidelity: dict[str, Any], device: str | None = None
-                  ) -> tuple[dict[str, float] | None, str | None]:
-    """Run one trial and catch what it raises: (metrics, None) or (None, "Type: message")."""
+def trial_outcome(task: str, config: dict[str, Any], fidelity: dict[str, Any], device: str | None = None,
+                  **checks: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Run one trial and catch what it raises: (metrics, None) or (None, "Type: message").
+    ``checks``: ``constraints`` and ``judge`` for ``run_trial``."""
     try:
-        return run_trial(task, config, fidelity, device=device), None
+        return run_trial(task, config, fidelity, device=device, **checks), None
     except Exception as exc:  # every trial failure is data for the study, not a crash of the search
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return None, f"{type(exc).__name__}: {message}"[:2000]
@@ -79,7 +83,8 @@ def run_local(driver: SearchDriver, on_progress: OnProgress | None = None) -> No
             number += 1
             try:
                 with _time_limit(driver.trial_timeout):
-                    metrics, error = trial_outcome(driver.space.task, config, driver.space.fidelity)
+                    metrics, error = trial_outcome(driver.space.task, config, driver.space.fidelity,
+                                                   constraints=driver.space.constraints, judge=driver.judge(key))
             except TrialTimeout:
                 metrics, error = None, _timeout_message(driver.trial_timeout)
             driver.tell(key, metrics, error=error)
@@ -134,13 +139,29 @@ def ray_results(experiment: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
-def _tune_trial(config: dict[str, Any], task: str, fidelity: dict[str, Any]) -> None:
-    """The Ray Tune trainable: run the trial function, report metrics or the failure as a result."""
+@functools.lru_cache(maxsize=4)
+def _worker_storage(url: str):
+    from autotradeoff.study import open_storage
+
+    return open_storage(url)
+
+
+def _tune_trial(config: dict[str, Any], task: str, fidelity: dict[str, Any], constraints: tuple = (),
+                stopping: dict[str, Any] | None = None) -> None:
+    """The Ray Tune trainable: run the trial function, report metrics or the failure as a result.
+    ``stopping`` (storage URL, study, objectives) lets the trial take early-stopping decisions itself,
+    from the rung points every trial stored in the study."""
     import ray
     from ray import tune
 
+    config = dict(config)
+    trial_id = config.pop(TRIAL_ID_KEY, None)
+    judge = None
+    if stopping and trial_id is not None:
+        judge = lambda known: Judge(_worker_storage(stopping["url"]), stopping["study"], trial_id,  # noqa: E731
+                                    stopping["objectives"], known)
     device = pick_device(len(ray.get_gpu_ids()))
-    metrics, error = trial_outcome(task, config, fidelity, device)
+    metrics, error = trial_outcome(task, config, fidelity, device, constraints=constraints, judge=judge)
     tune.report(metrics if error is None else {"autotradeoff_error": error})
 
 
@@ -161,7 +182,7 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
             config = driver.ask(trial_id)
             if config is None:
                 return Searcher.FINISHED if driver.running == 0 else None
-            return config
+            return {**config, TRIAL_ID_KEY: driver.trial_id(trial_id)} if driver.early_stop else config
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if error:
@@ -205,7 +226,8 @@ def run_ray(driver: SearchDriver, *, workers: int, storage_path: Path, on_progre
         for name in ("ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     trainable = tune.with_resources(
-        tune.with_parameters(_tune_trial, task=driver.space.task, fidelity=driver.space.fidelity),
+        tune.with_parameters(_tune_trial, task=driver.space.task, fidelity=driver.space.fidelity,
+                             constraints=driver.space.constraints, stopping=driver.stopping_spec()),
         {key: value for key, value in driver.resources.items() if value > 0})
     tuner = tune.Tuner(
         trainable,

@@ -9,6 +9,8 @@ with one message shape: ``<file>: knobs.<name>.high must be an int in [1, 8]; go
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import yaml
 
 from autotradeoff.errors import UsageError
 
-__all__ = ["Knob", "Objective", "SearchSpace", "load_space", "parse_objectives", "space_dirs", "list_spaces"]
+__all__ = ["Knob", "Objective", "Constraint", "SearchSpace", "load_space", "parse_objectives", "parse_constraints",
+           "space_dirs", "list_spaces"]
 
 _KINDS = ("int", "float", "categorical")
 
@@ -89,6 +92,51 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A bound on one metric a config must meet, e.g. ``latency_ms <= 5`` or ``accuracy >= 0.8``."""
+
+    metric: str
+    op: str  # "<=" or ">="
+    bound: float
+
+    def excess(self, value: float) -> float:
+        """How far ``value`` is past the bound (<= 0: met), Optuna's constraint convention."""
+        return value - self.bound if self.op == "<=" else self.bound - value
+
+    def violation(self, metrics: dict[str, Any]) -> str | None:
+        """A one-line reason when ``metrics`` holds this metric and it breaks the bound, else None."""
+        value = metrics.get(self.metric)
+        if value is None or self.excess(float(value)) <= 0:
+            return None
+        return f"{self.metric}={float(value):.6g} breaks the constraint {self}"
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_constraints(spec: Any, metrics: dict[str, str], where: str) -> tuple[Constraint, ...]:
+    """``["latency_ms <= 5", "params<=1e6"]`` (or one comma-separated string) -> Constraints."""
+    if isinstance(spec, str):
+        spec = [part for part in spec.split(",") if part.strip()]
+    if not isinstance(spec, (list, tuple)) or not all(isinstance(entry, str) for entry in spec):
+        raise UsageError(f"{where} must be a list of 'metric <= number' or 'metric >= number'; got {spec!r}.")
+    out = []
+    for entry in spec:
+        match = _CONSTRAINT.match(entry)
+        if not match:
+            raise UsageError(f"{where}: bad constraint {entry.strip()!r}; write 'metric <= number' or 'metric >= number', "
+                             "e.g. 'latency_ms <= 5'.")
+        name, op, number = match.groups()
+        if name not in metrics:
+            raise UsageError(f"{where}: unknown metric {name!r} in constraint {entry.strip()!r}; choices: {', '.join(metrics)}.")
+        out.append(Constraint(name, op, float(number)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """Validated space: searched knobs, constants, objectives and fidelity for one task."""
 
@@ -103,6 +151,7 @@ class SearchSpace:
     metrics: tuple[str, ...] = ()  # every metric the task reports; only these are stored per trial
     metric_prefixes: tuple[str, ...] = ()  # and those starting with one of these (per-level shares, say)
     references: tuple[dict[str, Any], ...] = ()  # further named points enqueued after the baseline
+    constraints: tuple[Constraint, ...] = ()  # bounds a config must meet; checked before training when possible
 
     def reference_configs(self) -> list[dict[str, Any]]:
         """The baseline, then each ``baselines:`` entry of the YAML (the rest of its knobs at baseline)."""
@@ -247,11 +296,12 @@ def _conditions(spec: Any, where: str, known: dict[str, Knob]) -> tuple[tuple[st
     return tuple(out)
 
 
-def build_space(data: Any, *, source: str, task: Any, objectives_override: str | None = None) -> SearchSpace:
+def build_space(data: Any, *, source: str, task: Any, objectives_override: str | None = None,
+                constraints: Sequence[str] = ()) -> SearchSpace:
     """Validate parsed YAML ``data`` against ``task``'s declared knobs, fidelity and metrics."""
     if not isinstance(data, dict):
         raise UsageError(f"{source}: must be a mapping with keys task, objectives, knobs, fidelity; got {type(data).__name__}.")
-    allowed = {"task", "description", "objectives", "knobs", "fidelity", "baselines"}
+    allowed = {"task", "description", "objectives", "knobs", "fidelity", "baselines", "constraints"}
     unknown = set(data) - allowed
     if unknown:
         raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}.")
@@ -286,7 +336,9 @@ def build_space(data: Any, *, source: str, task: Any, objectives_override: str |
                        objectives=objectives, fidelity=task.fill_fidelity(fidelity), source=source,
                        task_knobs=dict(task.knobs), metrics=tuple(task.metrics),
                        metric_prefixes=tuple(task.metric_prefixes),
-                       references=_references(data.get("baselines") or [], source, searched))
+                       references=_references(data.get("baselines") or [], source, searched),
+                       constraints=(*parse_constraints(data.get("constraints") or [], task.metrics, f"{source}: constraints"),
+                                    *parse_constraints(list(constraints), task.metrics, "--constraint")))
 
 
 def _references(spec: Any, source: str, searched: dict[str, Knob]) -> tuple[dict[str, Any], ...]:
@@ -302,7 +354,8 @@ def _references(spec: Any, source: str, searched: dict[str, Knob]) -> tuple[dict
     return tuple(references)
 
 
-def load_space(name_or_path: str, *, task_name: str | None = None, objectives: str | None = None) -> SearchSpace:
+def load_space(name_or_path: str, *, task_name: str | None = None, objectives: str | None = None,
+               constraints: Sequence[str] = ()) -> SearchSpace:
     """Load and validate a space by name (``cora``) or path; check it belongs to ``task_name``."""
     from autotradeoff.tasks import get_task
 
@@ -320,4 +373,4 @@ def load_space(name_or_path: str, *, task_name: str | None = None, objectives: s
     task = get_task(str(data["task"]))
     if task_name is not None and task.name != task_name:
         raise UsageError(f"{source}: is a space for task {task.name!r}, not {task_name!r}.")
-    return build_space(data, source=source, task=task, objectives_override=objectives)
+    return build_space(data, source=source, task=task, objectives_override=objectives, constraints=constraints)

@@ -78,6 +78,17 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.RDBSt
         raise UsageError(f"cannot open storage {redact(url)!r}: {reason}") from None
 
 
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute: Ray runs trials in their own working folders,
+    where ``sqlite:///studies/x.db`` would name another (new, empty) file."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or Path(parsed.database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+
+
 def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     """SQLite in WAL mode (kept in the file): readers (the dashboard, `front`) never block the writers,
     and writers of several search processes queue on the busy timeout instead of failing."""
@@ -193,4 +204,5 @@ def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[
     charges = [t.user_attrs["charge"] for t in trials if "charge" in t.user_attrs]
     sessions = [v.get("elapsed_s", 0.0) for k, v in study.user_attrs.items() if k.startswith(SESSION_PREFIX)]
     return {"gpu-h": sum(c["gpu_h"] for c in charges), "cpu-h": sum(c["cpu_h"] for c in charges),
-            "trials": float(len(charges)), "s": float(sum(sessions))}
+            "trials": float(sum("rejected" not in t.user_attrs for t in trials if "charge" in t.user_attrs)),
+            "s": float(sum(sessions))}

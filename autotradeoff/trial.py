@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from autotradeoff.errors import TrialFailed
+from autotradeoff.space import Constraint
+from autotradeoff.stopping import REJECTED, STOPPED, TrialStopped, reporting
 from autotradeoff.tasks import get_task
 
 __all__ = ["run_trial", "pick_device"]
+
+Decide = Callable[[int, float, float], bool]
 
 
 def pick_device(gpu_share: float = 1.0) -> str:
@@ -20,15 +26,30 @@ def pick_device(gpu_share: float = 1.0) -> str:
 
 
 def run_trial(task_name: str, config: dict[str, Any], fidelity: dict[str, Any] | None = None,
-              *, device: str | None = None) -> dict[str, float]:
-    """Validate ``config``, run the task once, and return its metrics (all finite) plus wall time."""
+              *, device: str | None = None, constraints: Sequence[Constraint] = (),
+              judge: Callable[[dict[str, float]], Decide] | None = None) -> dict[str, Any]:
+    """Validate ``config``, run the task once, and return its metrics (all finite) plus wall time.
+
+    With ``constraints`` or ``judge`` the costs known before training come first (``Task.precheck``):
+    a config breaking a constraint returns them with ``REJECTED`` (its reason) without training.
+    ``judge(known costs)`` gives the early-stopping decision for the task's checkpoints; a trial it
+    stops returns the known costs with ``STOPPED``.
+    """
     task = get_task(task_name)
     config = task.fill_config(config)
     fidelity = task.fill_fidelity(fidelity)
     torch.set_num_threads(int(fidelity.get("threads", 1)))
     device = device or pick_device(float(fidelity.get("gpu_share", 0.0)))
     start = time.perf_counter()
-    metrics = task.run(config, fidelity, device=device)
+    known = task.precheck(config, fidelity, device=device) if constraints or (judge and task.checkpoints) else {}
+    for constraint in constraints:
+        if reason := constraint.violation(known):
+            return {**known, REJECTED: f"rejected before training: {reason}", "trial_wall_s": time.perf_counter() - start}
+    try:
+        with reporting(judge(known)) if judge else contextlib.nullcontext():
+            metrics = task.run(config, fidelity, device=device)
+    except TrialStopped as stopped:
+        return {**known, STOPPED: str(stopped), "trial_wall_s": time.perf_counter() - start}
     missing = set(task.metrics) - set(metrics)
     if missing:
         raise TrialFailed(f"task {task.name} returned no {sorted(missing)[0]!r}")

@@ -40,3 +40,27 @@ class FlakyTask(Task):
 
 def flaky() -> FlakyTask:
     return FlakyTask()
+
+
+class StagedTask(FlakyTask):
+    """The flaky task's "ok" mode in 9 steps that report validation progress (early stopping applies), its
+    latency known before training (pre-check): trials with x > 0.3 are dominated by 0.6 - x."""
+
+    name = "plugin_tasks:staged"
+    checkpoints = True
+
+    def precheck(self, config, fidelity, *, device):
+        return {"latency_ms": 1.0 + 10.0 * config["x"]}
+
+    def run(self, config, fidelity, *, device):
+        from autotradeoff.stopping import checkpoint
+
+        accuracy = 1.0 - (config["x"] - 0.3) ** 2
+        for step in range(9):
+            time.sleep(fidelity["sleep_s"] / 9)
+            checkpoint((step + 1) / 9, accuracy)
+        return {"accuracy": accuracy, "latency_ms": 1.0 + 10.0 * config["x"]}
+
+
+def staged() -> StagedTask:
+    return StagedTask()

@@ -175,10 +175,10 @@ def _space_accepted(text: str) -> bool:
 def bad_commands(draw) -> tuple[str, list[str], dict[str, str], str]:
     """(kind, argv, environment, space text) where exactly one input is bad."""
     from autotradeoff.budget import parse_budget
-    from autotradeoff.space import list_spaces, parse_objectives
+    from autotradeoff.space import list_spaces, parse_constraints, parse_objectives
     from autotradeoff.tasks import task_names
 
-    kind = draw(st.sampled_from(["budget", "task", "objectives", "space", "storage", "data"]))
+    kind = draw(st.sampled_from(["budget", "task", "objectives", "space", "storage", "data", "constraint"]))
     budget, task, extra, env, space = "1trials", "plugin_tasks:flaky", [], {}, yaml.safe_dump(SPACE)
     if kind == "budget":
         budget = draw(st.one_of(st.text(max_size=12), st.from_regex(r"-?[0-9.e+]{0,6}\s?(gpu-h|cpu-h|h|m|s|trials|x|)", fullmatch=True)))
@@ -203,6 +203,10 @@ def bad_commands(draw) -> tuple[str, list[str], dict[str, str], str]:
                              st.builds("postgresql://u@127.0.0.1:{}/db".format, st.integers(1, 1023)),
                              st.just("sqlite:///:memory:"), st.just("sqlite://")))
         extra = ["--storage", url]
+    elif kind == "constraint":
+        text = draw(st.one_of(st.text(max_size=16), st.from_regex(r"[a-z_]{1,10}\s?(<=|>=|==|<|=>)\s?-?[0-9.ex]{0,5}", fullmatch=True)))
+        assume(not text.startswith("-") and not _accepted(lambda t: parse_constraints(t, {"accuracy": "max", "latency_ms": "min"}, ""), text))
+        extra = ["--constraint", text]
     else:
         env = {"AUTOTRADEOFF_DATA": draw(st.sampled_from(["/no/such/dir", "/etc/hostname", "relative/missing", "~nobody/x"]))}
         task = "cora"

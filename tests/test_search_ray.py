@@ -160,3 +160,19 @@ def test_dashboard_serves_the_study_on_loopback(searched):
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/dashboard/studies/" in out
+
+
+def test_ray_workers_stop_dominated_trials_early_from_the_shared_rung_points(workdir):
+    (workdir / "staged.yaml").write_text("task: plugin_tasks:staged\nobjectives: {accuracy: max, latency_ms: min}\n"
+                                         "knobs:\n  x: {low: 0.0, high: 1.0}\nfidelity: {sleep_s: 0.9}\n")
+    result = run_cli("search", "--task", "plugin_tasks:staged", "--space", "staged.yaml", "--budget", "14trials",
+                     "--workers", "2", "--study", "staged", "--sampler", "random", "--seed", "0", "--no-progress",
+                     cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = load(workdir, "staged").get_trials()
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    assert stopped and all("stopped early" in t.user_attrs["stopped"] and "rung_0" in t.user_attrs for t in stopped)
+    assert all(t.params["x"] > 0.3 for t in stopped)  # only dominated configs: x < 0.3 trade accuracy for latency
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.3)
+    assert len([t for t in trials if "rung_1" in t.user_attrs]) < len(trials)  # stopped ones never got there
+

@@ -27,6 +27,7 @@ class Task:
     ``knobs``: what a search space may search; each default is the baseline ("off") value.
     ``fidelity``: settings that trade trial cost for measurement quality (not searched).
     ``metrics``: every metric ``run`` returns, with its natural direction ("max"/"min").
+    ``checkpoints``: ``run`` reports validation progress, so a search may stop it early.
     ``metric_prefixes``: further metrics whose names vary with the config (one per inference level,
     say) are stored when they start with one of these; they are reported but cannot be objectives.
     """
@@ -37,6 +38,7 @@ class Task:
     fidelity: dict[str, Knob] = {}
     metrics: dict[str, str] = {}
     metric_prefixes: tuple[str, ...] = ()
+    checkpoints: bool = False  # its training calls ``stopping.checkpoint``: early stopping applies
     default_objectives: tuple[str, ...] = ("accuracy", "latency_ms")
 
     def fill_fidelity(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,6 +65,19 @@ class Task:
     def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         """Raise DataMissingError now (in the driver) rather than in every trial."""
 
+    def precheck(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """Costs known before training, measured as ``run`` measures them (on the untrained, approximated
+        model): a search rejects a config that breaks a cost constraint here, in seconds, and early
+        stopping judges a trial on them. Only metrics that training cannot change belong here; the
+        default knows none."""
+        return {}
+
+    def remeasure(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """The timed costs of ``config`` measured again, alone on the machine (see ``remeasure``). The
+        default runs the trial again; tasks that can rebuild the model cheaply override it."""
+        return self.run(config, fidelity, device=device)
+
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
-        """Train and evaluate one complete config; return every metric in ``self.metrics``."""
+        """Train and evaluate one complete config; return every metric in ``self.metrics``. Training
+        loops may call ``stopping.checkpoint`` so that a search can stop a hopeless trial early."""
         raise NotImplementedError

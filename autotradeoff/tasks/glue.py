@@ -12,6 +12,8 @@ import statistics
 from functools import lru_cache
 from typing import Any
 
+import torch
+
 from autotradeoff.cost import count_flops, measure_latency, model_size
 from autotradeoff.space import Knob
 from autotradeoff.tasks.base import Task, run_fidelity
@@ -21,6 +23,7 @@ from autotradeoff.tasks.glue_model import (
     collate,
     finetune,
     finetuned,
+    load_classifier,
     load_tokenizer,
     predict,
     sample_losses,
@@ -92,6 +95,23 @@ class GlueTask(Task):
                 extra = finetune(model, fit, config, epochs=config["refinetune_epochs"], seed=fidelity["seed"] + 1, device=device)
                 train.time_s, train.steps = train.time_s + extra.time_s, train.steps + extra.steps
         return model.eval(), train, passes
+
+    def precheck(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """Inference costs of the approximated model, built on the pretrained encoder with an untrained
+        head: AxFormer's site knobs remove the same parts whatever the weights, and TokenDrop and the
+        bucketing only change training. The greedy pass chooses sites from losses: nothing is known."""
+        if config["ax_mode"] == "greedy":
+            return {}
+        torch.manual_seed(fidelity["seed"])
+        model = load_classifier(fidelity["model"], len(GLUE_TASKS[self.name].labels), config["dropout"]).to(device)
+        if not axformer.is_off(config):
+            model = axformer.approximate(model, axformer.plan_from_sites(model.bert, config))
+        return self.costs(model.eval(), self.data(fidelity)[2], fidelity, device)
+
+    def remeasure(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """Rebuild the model (fine-tune from the cache) and time it again; no dev pass."""
+        model, _, _ = self.build(config, fidelity, device=device)
+        return self.costs(model, self.data(fidelity)[2], fidelity, device)
 
     def data(self, fidelity: dict[str, Any]):
         return self.splits(fidelity["model"], fidelity["max_length"], fidelity["train_size"],

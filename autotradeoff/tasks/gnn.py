@@ -16,6 +16,7 @@ import torch
 
 from autotradeoff.cost import count_flops
 from autotradeoff.errors import TrialFailed
+from autotradeoff.stopping import checkpoint
 
 __all__ = ["GraphWork", "build_model", "drop_edges", "train_gnn", "logits", "accuracy"]
 
@@ -97,6 +98,7 @@ def train_gnn(config: dict[str, Any], data, *, y: torch.Tensor, train_mask: torc
         work.edges += edges.size(1) * model.num_layers
         work.epochs += 1
         val = accuracy(logits(model, data.x, edge_index, work=work).argmax(-1), data.y, data.val_mask)
+        checkpoint((epoch + 1) / config["epochs"], val)  # a search may stop the trial here
         if val > best_val:
             best_val, best_state, since_best = val, copy.deepcopy(model.state_dict()), 0
         else:

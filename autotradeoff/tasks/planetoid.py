@@ -25,8 +25,9 @@ from autotradeoff.cost import count_flops, measure_latency, model_size
 from autotradeoff.data import cache_dir, cache_lock, find_files
 from autotradeoff.errors import TrialFailed
 from autotradeoff.space import Knob
+from autotradeoff.stopping import part
 from autotradeoff.tasks.base import Task, run_fidelity
-from autotradeoff.tasks.gnn import GraphWork, accuracy, drop_edges
+from autotradeoff.tasks.gnn import GraphWork, accuracy, build_model, drop_edges
 from autotradeoff.techniques import fastrain, geeni
 
 __all__ = ["PlanetoidTask", "Deployed", "cora", "citeseer", "pubmed", "load_planetoid", "make_split", "build"]
@@ -123,7 +124,8 @@ def build(config: dict[str, Any], split, *, seed: int) -> Deployed:
         if member.pop("subgraph"):
             data = split.clone()
             data.edge_index = drop_edges(split.edge_index, config["subgraph_drop"], torch.Generator().manual_seed(seed + index))
-        trained = fastrain.self_train(config, data, seed=seed + 1000 * index, **member)
+        with part(index, config["n_members"]):
+            trained = fastrain.self_train(config, data, seed=seed + 1000 * index, **member)
         first = first or trained
         members.append(trained.model)
         kinds.append(member["kind"])
@@ -153,6 +155,7 @@ class PlanetoidTask(Task):
         "pseudo_labels": "max", "pseudo_accuracy": "max",
     }
     default_objectives = ("accuracy", "latency_ms")
+    checkpoints = True  # every training epoch reports validation accuracy
     knobs = {
         "model": Knob("model", "categorical", "gcn", choices=("gcn", "gat", "sage"), help="GNN layer type"),
         "layers": Knob("layers", "int", 2, 1, 6, help="message-passing layers"),
@@ -181,6 +184,32 @@ class PlanetoidTask(Task):
     def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         find_raw(self.dataset)
 
+    def precheck(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+        """Size of the deployed ensemble from its untrained members (channel pruning keeps the same count
+        of channels whatever the weights), and its inference costs when the deployed graph does not
+        depend on training (no error-node isolation, no pseudolabel-guided pruning). A member's depth
+        depends on training only under dynamic depth with several stages: then nothing is known."""
+        if config["dynamic_depth"] and config["stages"] > 1:
+            return {}
+        data = load_planetoid(self.dataset).to(device)
+        split = make_split(data, fidelity["labels_per_class"], fidelity["seed"])
+        depth = fastrain.stage_depth(config, float(split.train_mask.float().mean()))
+        members, kinds = [], []
+        torch.manual_seed(fidelity["seed"])
+        for index in range(config["n_members"]):
+            member = geeni.member_settings(config, index)
+            model = build_model(config, data.num_features, int(data.y.max()) + 1, layers=depth, kind=member["kind"],
+                                hidden=member["hidden"]).to(device)
+            members.append(geeni.prune_channels(model, config["weight_sparsity"], config, member["kind"]))
+            kinds.append(member["kind"])
+        ensemble = geeni.Ensemble(members, kinds, config["combine"]).eval()
+        known = {k: float(v) for k, v in model_size(ensemble).items()}
+        if config["isolate_frac"] == 0 and not (config["pgp"] and config["stages"] > 1):
+            edge_index, _ = geeni.prune_edges(split.edge_index, config["edge_prune"], split.num_nodes)
+            none = torch.zeros(0, dtype=torch.bool)
+            known.update(self.costs(Deployed(ensemble, edge_index, None, None, GraphWork(), none, none), split, fidelity))
+        return known
+
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         data = load_planetoid(self.dataset).to(device)
         runs = []
@@ -188,7 +217,8 @@ class PlanetoidTask(Task):
             seed = fidelity["seed"] + offset
             split = make_split(data, fidelity["labels_per_class"], seed)
             start = time.perf_counter()
-            deployed = build(config, split, seed=seed)
+            with part(offset, fidelity["seeds"]):
+                deployed = build(config, split, seed=seed)
             elapsed = time.perf_counter() - start
             pred = deployed.scores(split.x).argmax(-1)
             pseudo = deployed.pseudo

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from autotradeoff.space import Knob
+from autotradeoff.stopping import part
 from autotradeoff.tasks.gnn import GraphWork, drop_edges, logits, train_gnn
 
 __all__ = ["KNOBS", "SelfTrained", "self_train", "stage_depth", "stage_edge_drop", "calibrate",
@@ -115,9 +116,10 @@ def self_train(config: dict[str, Any], data, *, seed: int, **member) -> SelfTrai
     candidates_pool = ~(data.train_mask | data.val_mask)
     for stage in range(config["stages"]):
         share = float(train.float().mean())
-        model, _ = train_gnn(config, data, y=y, train_mask=train, edge_index=edge_index, seed=seed + stage, work=work,
-                             layers=stage_depth(config, share), edge_drop=stage_edge_drop(config, share, labels_per_class),
-                             **member)
+        with part(stage, config["stages"]):
+            model, _ = train_gnn(config, data, y=y, train_mask=train, edge_index=edge_index, seed=seed + stage, work=work,
+                                 layers=stage_depth(config, share), edge_drop=stage_edge_drop(config, share, labels_per_class),
+                                 **member)
         if stage == config["stages"] - 1:
             break
         out = logits(model, data.x, edge_index, work=work)

@@ -1,0 +1,123 @@
+"""Issue 7: constraints checked before training, multi-objective early stopping, the noise-aware front
+with its exclusive re-measure, and the default sampler. Real Cora trials, real Optuna storage."""
+
+from __future__ import annotations
+
+import statistics
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autotradeoff import pareto, stopping
+from autotradeoff.cli import main
+from autotradeoff.report import write_report
+from autotradeoff.search import auto_sampler, search
+from autotradeoff.space import Objective, load_space
+from autotradeoff.tasks import get_task
+
+from conftest import SMALL_CORA
+
+
+def test_nested_parts_turn_checkpoints_into_shares_of_the_whole_trial():
+    seen = []
+    with stopping.reporting(lambda rung, share, value: seen.append((rung, round(share, 3), value)) or False):
+        for seed in range(2):
+            with stopping.part(seed, 2):
+                for member in range(3):
+                    with stopping.part(member, 3):
+                        for epoch in range(3):
+                            stopping.checkpoint((epoch + 1) / 3, 0.1 * (seed * 9 + member * 3 + epoch))
+    # rung 0 at 1/9 of the work (first member's first epoch of 6 x 3), rung 1 at 1/3 (first seed's second member)
+    assert [(r, s) for r, s, _ in seen] == [(0, 0.111), (1, 0.333)]
+    assert seen[1][2] == pytest.approx(0.5)  # the best value so far, not the last
+
+
+def test_a_trial_is_stopped_only_when_dominated_beyond_the_rung_quota():
+    others = [(-0.8, 1.0), (-0.7, 2.0), (-0.75, 1.5), (-0.6, 3.0), (-0.82, 0.9), (-0.5, 5.0)]
+    assert stopping.fronts([(0, 0), (1, 1), (0, 1)]) == [0, 2, 1]
+    assert not stopping.keep((-0.4, 6.0), others)  # worse and dearer than all: the last front
+    assert stopping.keep((-0.9, 4.0), others)  # best accuracy: on the first front
+    assert stopping.keep((-0.4, 6.0), others[:3])  # too few points at the rung to judge
+
+
+def test_constraint_errors_are_one_line_exit_2(tmp_path, capsys):
+    yaml_path = tmp_path / "bad.yaml"
+    yaml_path.write_text(SMALL_CORA + "constraints: [latency <= 5]\n")
+    for argv, named in ((["--space", str(yaml_path)], "'latency'"), (["--constraint", "params<5x"], "'params<5x'"),
+                        (["--constraint", "params==5"], "'params==5'")):
+        code = main(["search", "--task", "cora", "--budget", "2trials", "--storage", f"sqlite:///{tmp_path}/x.db", *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and named in err, err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_cora_precheck_knows_the_deployed_size_and_costs_before_training():
+    task = get_task("cora")
+    fidelity = task.fill_fidelity({"latency_repeats": 3, "latency_warmup": 1})
+    config = task.fill_config({"n_members": 3, "diversity": "width", "weight_sparsity": 0.5, "edge_prune": 0.3,
+                               "epochs": 5, "hidden": 32})
+    known = task.precheck(config, fidelity, device="cpu")
+    final = task.run(config, fidelity, device="cpu")
+    for name in ("params", "model_bytes", "flops", "edges"):
+        assert known[name] == final[name], name
+    isolated = task.precheck({**config, "isolate_frac": 0.1}, fidelity, device="cpu")
+    assert "params" in isolated and "latency_ms" not in isolated  # the graph depends on the trained members
+
+
+def test_rejected_and_stopped_trials_are_pruned_off_the_front_and_timed_costs_remeasured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "cora-es.yaml"
+    space.write_text(SMALL_CORA.replace("epochs: {low: 5, high: 30}", "epochs: {low: 20, high: 60}")
+                     + "constraints: ['params <= 20000']\n")
+    result = search("cora", "16trials", space=str(space), storage=f"sqlite:///{tmp_path}/s.db", runner="local",
+                    sampler="random", seed=3, remeasure=3)
+    trials = result.study.get_trials(deepcopy=False)
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    stopped = [t for t in trials if "stopped" in t.user_attrs]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert rejected and all(t.state == TrialState.PRUNED and t.user_attrs["params"] > 20000 for t in rejected)
+    assert all("breaks the constraint params <= 20000" in t.user_attrs["rejected"] for t in rejected)
+    assert all("train_time_s" not in t.user_attrs for t in rejected)  # never trained
+    wall = lambda ts: statistics.median(t.user_attrs["charge"]["wall_s"] for t in ts)  # noqa: E731
+    assert wall(rejected) < wall(complete)
+    assert len(trials) - len(rejected) == 16  # rejected configs are not charged as trials of a trials budget
+    assert stopped and all(t.state == TrialState.PRUNED and "rung_0" in t.user_attrs for t in stopped)
+    assert all(t.user_attrs["params"] <= 20000 for t in complete)
+    rows = pareto.rows_of(result.study)
+    on_front = pareto.front(rows, pareto.objectives_of(result.study))
+    assert {r["number"] for r in on_front} <= {t.number for t in complete}
+    assert 1 <= result.remeasured <= 3
+    again = {int(k.split(":")[1]): v for k, v in result.study.user_attrs.items() if k.startswith(pareto.REMEASURED_PREFIX)}
+    number, record = next(iter(again.items()))
+    row = next(r for r in pareto.rows_of(result.study) if r["number"] == number)
+    assert row["remeasured"] and row["metrics"]["latency_ms"] == record["latency_ms"] != record["first"]["latency_ms"]
+    assert next(r for r in rows if r["number"] == rejected[0].number)["fail_reason"].startswith("rejected before training")
+    page = write_report(result.study, tmp_path / "report").read_text()
+    assert f"{len(rejected)} rejected before training, {len(stopped)} stopped early" in page and "params &lt;= 20000" in page
+
+
+def test_near_equal_timed_costs_do_not_dominate_each_other():
+    objectives = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
+
+    def row(n, acc, lat, iqr):
+        return {"number": n, "state": "COMPLETE", "metrics": {"accuracy": acc, "latency_ms": lat, "latency_iqr_ms": iqr}}
+
+    rows = [row(0, 0.80, 1.00, 0.2), row(1, 0.80, 1.05, 0.2), row(2, 0.79, 2.0, 0.2)]
+    assert [r["number"] for r in pareto.front(rows, objectives)] == [0, 1]  # 1 is within the noise of 0
+    assert [r["number"] for r in pareto.front(rows, objectives, noise=False)] == [0]
+    rows.append({**row(3, 0.9, 0.5, 0.0), "violations": ["latency_ms=0.5 breaks the constraint latency_ms >= 1"]})
+    assert 3 not in {r["number"] for r in pareto.front(rows, objectives)}
+
+
+def test_default_sampler_follows_the_space_and_warm_starts_from_the_references(tmp_path):
+    assert auto_sampler(load_space("cora")) == "tpe"  # a conditional knob (heads, for GAT)
+    assert auto_sampler(load_space("sst2-approx")) == "gp"  # four unconditional numeric knobs
+    space = tmp_path / "warm.yaml"
+    space.write_text(SMALL_CORA + "baselines: [{layers: 1, hidden: 4}]\n")
+    storage = f"sqlite:///{tmp_path}/w.db"
+    result = search("cora", "3trials", space=str(space), storage=storage, runner="local", remeasure=0)
+    study = optuna.load_study(study_name=result.study.study_name, storage=storage)
+    first = [t.params for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    assert first[:2] == load_space(str(space)).reference_configs()  # the baseline, then the YAML's reference
+    assert isinstance(result.study.sampler, optuna.samplers.GPSampler)
