@@ -123,9 +123,11 @@ class SearchDriver:
         if not self.can_start():
             return None
         trial = self.study.ask()
+        # owner first: a search killed while the sampler works (a GP takes a second) still owns its
+        # trial, so the next run can settle it
+        trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)  # constants too, so export/trial can replay it whole
-        trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
         charge = self._charge(0.0)  # what it holds, so a resume can charge it if this process dies
         trial.set_user_attr("holds", {"cpus": charge.cpus, "gpus": charge.gpus, "device_share": charge.device_share})
         if key:

@@ -278,4 +278,4 @@ def test_bad_input_of_every_kind_exits_2_with_one_line_and_changes_nothing(tmp_p
     figures = bad_input_figures(tmp_path, examples=150)
     assert figures["failures"] == [], figures["failures"][:5]
     assert figures["tried"] == figures["exit_2_one_line"] >= 100 and figures["study_changed"] == 0
-    assert set(figures["by_kind"]) == {"budget", "task", "objectives", "space", "storage", "data"}
+    assert set(figures["by_kind"]) == {"budget", "task", "objectives", "space", "storage", "data", "constraint"}
