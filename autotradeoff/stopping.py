@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 
+from autotradeoff.pareto import _dominates
+
 __all__ = ["checkpoint", "part", "reporting", "RUNGS", "ETA", "MIN_AT_RUNG", "fronts", "keep", "TrialStopped", "Judge",
            "REJECTED", "STOPPED"]
 
@@ -78,10 +80,6 @@ def reporting(decide: Callable[[int, float, float], bool]) -> Iterator[None]:
         yield
     finally:
         _handler.reset(token)
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def fronts(points: Sequence[Sequence[float]]) -> list[int]:
