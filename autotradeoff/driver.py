@@ -123,15 +123,15 @@ class SearchDriver:
         if not self.can_start():
             return None
         trial = self.study.ask()
-        # owner first: a search killed while the sampler works (a GP takes a second) still owns its
-        # trial, so the next run can settle it
+        # owner and runner id first: a search killed while the sampler works (a GP takes a second)
+        # still owns its trial, so the next run can settle it, and the trial names its runner id
         trial.set_user_attr(OWNER_ATTR, {**owner(), "session": self.session})
+        if key:
+            trial.set_user_attr("runner_trial_id", key)
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)  # constants too, so export/trial can replay it whole
         charge = self._charge(0.0)  # what it holds, so a resume can charge it if this process dies
         trial.set_user_attr("holds", {"cpus": charge.cpus, "gpus": charge.gpus, "device_share": charge.device_share})
-        if key:
-            trial.set_user_attr("runner_trial_id", key)
         self._running[key] = _Running(trial, time.monotonic())
         return config
 

@@ -79,7 +79,7 @@ def run_local(driver: SearchDriver, on_progress: OnProgress | None = None) -> No
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        while (config := driver.ask(key := f"local-{number}")) is not None:
+        while (config := driver.ask(key := f"local-{driver.session}-{number}")) is not None:
             number += 1
             try:
                 with _time_limit(driver.trial_timeout):

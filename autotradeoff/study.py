@@ -30,6 +30,9 @@ OWNER_ATTR = "autotradeoff:owner"
 SPACE_ATTR = "autotradeoff:space"
 FIDELITY_ATTR = "autotradeoff:fidelity"
 SESSION_PREFIX = "autotradeoff:session:"
+# A search records itself on a trial within milliseconds of creating it; one RUNNING this long with no
+# owner was created by a search that died in between (from any host: none of them will ever claim it).
+OWNERLESS_AFTER_S = 600.0
 STUDIES_DIR = Path("studies")
 
 
@@ -172,13 +175,22 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
     result, read back from Ray's result files) is stored by ``store(trial, result)``, which returns
     False when the result is not a usable one. The others are FAIL with the reason, charged for what
     they held up to the dead process's last heartbeat, and their configs queued again. Trials owned by
-    another host are left alone: only that host can tell whether they still run. Returns
-    (recovered, failed).
+    another host are left alone: only that host can tell whether they still run. A trial with no owner
+    at all after ``OWNERLESS_AFTER_S`` is failed whatever the host (nothing ran: nothing is charged or
+    queued). Returns (recovered, failed).
     """
     recovered = failed = 0
-    host = socket.gethostname()
+    host, now = socket.gethostname(), datetime.now(timezone.utc)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = trial.user_attrs.get(OWNER_ATTR) or {}
+        if not who and trial.datetime_start is not None and \
+                (now - trial.datetime_start.astimezone(timezone.utc)).total_seconds() > OWNERLESS_AFTER_S:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", (
+                f"left RUNNING with no owner for over {OWNERLESS_AFTER_S:g} s: its search died between creating "
+                "it and recording itself (nothing was run)"))
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed += 1
+            continue
         if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
             continue
         result = (finished or {}).get(trial.user_attrs.get("runner_trial_id", ""))

@@ -121,11 +121,12 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
     for number, before in completed.items():
         figures["completed_lost"] += now.get(number, ("",))[0] != "COMPLETE"
         figures["changed_results"] += now.get(number) != before
-    ids = [t.user_attrs.get("runner_trial_id") for t in trials if t.state != TrialState.WAITING]
+    started = [t for t in trials if t.state != TrialState.WAITING]
+    ids = [t.user_attrs["runner_trial_id"] for t in started if "runner_trial_id" in t.user_attrs]
     figures.update(
         trials=len(trials), complete=sum(t.state == TrialState.COMPLETE for t in trials),
         failed=sum(t.state == TrialState.FAIL for t in trials), zombies=sum(t.state == TrialState.RUNNING for t in trials),
-        duplicate_ids=len(ids) - len(set(ids)), missing_ray_ids=sum(i is None for i in ids),
+        duplicate_ids=len(ids) - len(set(ids)), missing_ray_ids=len(started) - len(ids),
         charged=sum("charge" in t.user_attrs for t in trials), budget=budget,
         recovered=sum("recovered" in t.user_attrs for t in trials),
         fail_reasons=sorted({(t.user_attrs.get("fail_reason") or "")[:60] for t in trials if t.state == TrialState.FAIL}),
@@ -195,14 +196,15 @@ def write_report(figures: dict[str, dict], path: Path) -> None:
         f"| trial workers killed (kill -9) | {soak['worker_kills']} |",
         f"| completed trials lost | {soak['completed_lost']} |",
         f"| completed results changed afterwards (duplicates) | {soak['changed_results']} |",
-        f"| trials sharing a Ray trial id | {soak['duplicate_ids']} |",
+        f"| trials sharing a Ray trial id / without one | {soak['duplicate_ids']} / {soak['missing_ray_ids']} |",
         f"| trials left RUNNING (zombies) | {soak['zombies']} |",
         f"| soak study: trials / complete / failed / charged (budget) | {soak['trials']} / {soak['complete']} / "
         f"{soak['failed']} / {soak['charged']} ({soak['budget']} trials) |",
         f"| results recovered from Ray's files after a kill | {soak['recovered']} |",
         f"| concurrent searches on one SQLite study | {sqlite['processes']} (exit codes {sqlite['exit_codes']}) |",
         f"| lock errors | {sqlite['lock_errors']} |",
-        f"| concurrent study: trials / complete / zombies | {sqlite['trials']} / {sqlite['complete']} / {sqlite['zombies']} |",
+        f"| concurrent study: trials / complete / zombies (budget) | {sqlite['trials']} / {sqlite['complete']} / {sqlite['zombies']} "
+        f"({sqlite['budget']} trials) |",
         f"| dashboard reads during the writes: answered / failed | {sqlite['dashboard_answers']} / {sqlite['dashboard_errors']} |",
     ]
     if bad:
@@ -219,6 +221,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="reliability-"))
     os.environ.setdefault("AUTOTRADEOFF_CACHE", str(root / "cache"))
+    os.environ["PYTHONPATH"] = cli_env()["PYTHONPATH"]  # the bad-input commands load tests/plugin_tasks.py too
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,8 +1,10 @@
 """The engine with the in-process runner: real Optuna SQLite storage, real Cora, budgets and resume."""
 
 import socket
+import sqlite3
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 import optuna
 import pytest
@@ -48,6 +50,7 @@ def test_local_search_stores_metrics_charges_and_resumes_without_double_charging
     assert len(again.trials) == 5 and spent(again)["trials"] == 5
     assert spent(again)["cpu-h"] > spent_before["cpu-h"]
     assert sum(k.startswith("autotradeoff:session:") for k in again.user_attrs) == 2
+    assert len({t.user_attrs["runner_trial_id"] for t in again.trials}) == 5  # one id per trial across the two runs
     third = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local")
     assert third.new_trials == 0  # budget already spent: nothing runs, nothing is charged again
     assert spent(optuna.load_study(study_name="s", storage=url))["trials"] == 5
@@ -80,19 +83,24 @@ def test_resume_fails_and_requeues_trials_left_running_by_a_dead_search_only(tmp
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     study = optuna.load_study(study_name="r", storage=open_storage(url))
     study.enqueue_trial({"x": 0.123, "mode": "ok"})
-    orphan, elsewhere = study.ask(), study.ask()
+    orphan, elsewhere, unowned, starting = study.ask(), study.ask(), study.ask(), study.ask()
+    with sqlite3.connect(tmp_path / "r.db") as db:  # a search died between creating it and recording itself, long ago
+        db.execute("UPDATE trials SET datetime_start = ? WHERE trial_id = ?",
+                   ((datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f"), unowned._trial_id))
     lost_x = orphan.suggest_float("x", 0.0, 1.0)
     orphan.suggest_categorical("mode", ["ok", "raise", "nan"])
     orphan.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": int(dead.stdout)})
     elsewhere.set_user_attr(OWNER_ATTR, {"host": "another-machine", "pid": 1})
     result = search("plugin_tasks:flaky", "3trials", space=flaky_space, study="r", storage=url, runner="local")
-    assert result.reconciled == 1
+    assert result.reconciled == 2
     states = {t.number: t for t in optuna.load_study(study_name="r", storage=url).trials}
     assert states[orphan.number].state == TrialState.FAIL
     assert "which is gone; failed on resume" in states[orphan.number].user_attrs["fail_reason"]
     rerun = [t for t in states.values() if t.user_attrs.get("requeued")]
     assert len(rerun) == 1 and rerun[0].params["x"] == lost_x and rerun[0].state == TrialState.COMPLETE
     assert states[elsewhere.number].state == TrialState.RUNNING  # only its own host can judge it
+    assert states[unowned.number].state == TrialState.FAIL and "no owner" in states[unowned.number].user_attrs["fail_reason"]
+    assert states[starting.number].state == TrialState.RUNNING  # just created: its search may be about to record itself
 
 
 def test_wall_clock_budget_stops_starting_trials(tmp_path, monkeypatch, flaky_space):
