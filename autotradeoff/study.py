@@ -185,10 +185,8 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
         who = trial.user_attrs.get(OWNER_ATTR) or {}
         if not who and trial.datetime_start is not None and \
                 (now - trial.datetime_start.astimezone(timezone.utc)).total_seconds() > OWNERLESS_AFTER_S:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", (
-                f"left RUNNING with no owner for over {OWNERLESS_AFTER_S:g} s: its search died between creating "
-                "it and recording itself (nothing was run)"))
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            _fail(study, trial, f"left RUNNING with no owner for over {OWNERLESS_AFTER_S:g} s: its search died "
+                                "between creating it and recording itself (nothing was run)")
             failed += 1
             continue
         if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
@@ -201,13 +199,16 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
         if beat is not None and holds and trial.datetime_start is not None:
             wall = max(0.0, (beat - trial.datetime_start.astimezone(timezone.utc)).total_seconds())
             study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs())
-        reason = (f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; "
-                  "failed on resume and its config queued again")
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        _fail(study, trial, f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; "
+                            "failed on resume and its config queued again")
         requeue(study, trial.params)
         failed += 1
     return recovered, failed
+
+
+def _fail(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+    study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, float]:
