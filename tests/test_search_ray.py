@@ -53,10 +53,15 @@ def test_ray_search_stores_trials_and_writes_the_report(searched):
     workdir, result = searched
     study = load(workdir)
     trials = study.get_trials()
-    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    # Early stopping is on: with 6 trials the sixth to reach a rung may be stopped (PRUNED, "stopped" stored),
+    # which of them depends on the two workers' timing. Every other trial completes.
+    stopped = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(trials) == 6 and all("stopped" in t.user_attrs for t in stopped)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6 - len(stopped) >= 4
     assert len({t.user_attrs["runner_trial_id"] for t in trials}) == 6  # Ray's trial id on each Optuna trial
     for trial in trials:  # the task's metrics are stored, Ray's bookkeeping fields are not
-        assert {"accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
+        if trial.state == TrialState.COMPLETE:
+            assert {"accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
         assert not {"pid", "timestamp", "time_this_iter_s", "config/epochs"} & set(trial.user_attrs)
     assert "Pareto front of study 'e2e'" in result.stdout and "front=" in result.stderr
     html = (workdir / "reports" / "e2e" / "index.html").read_text()
