@@ -47,7 +47,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"study {result.study.study_name!r} {state} in {redact(result.storage_url)}; "
               f"{result.stored} trials stored"
               + (f", {result.recovered} finished by Ray before a search died recovered" if result.recovered else "")
-              + (f", {result.reconciled} left RUNNING by a dead search marked FAIL and queued again" if result.reconciled else "")
+              + (f", {result.reconciled} left RUNNING by a dead search marked FAIL (configs it had started queued again)"
+                 if result.reconciled else "")
               + f"; budget {driver.budget} ({driver.budget.fmt(driver.spent_now())} spent); "
               f"{result.workers} worker(s), {driver.resources} per trial", flush=True)
         bar = ProgressBar(driver.budget.amount, driver.budget.unit, enabled=not args.no_progress,

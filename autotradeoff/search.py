@@ -28,7 +28,7 @@ class SearchResult:
     study: optuna.Study
     storage_url: str
     resumed: bool
-    reconciled: int  # trials left RUNNING by a dead search, failed and queued again
+    reconciled: int  # trials left RUNNING by a dead search, failed (their configs queued again)
     workers: int
     stored: int  # trials in the study before this run
     new_trials: int = 0

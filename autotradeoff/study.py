@@ -33,6 +33,9 @@ SESSION_PREFIX = "autotradeoff:session:"
 # A search records itself on a trial within milliseconds of creating it; one RUNNING this long with no
 # owner was created by a search that died in between (from any host: none of them will ever claim it).
 OWNERLESS_AFTER_S = 600.0
+# A live search records itself (its heartbeat) every few seconds while trials run; one on another host
+# silent this long is taken for dead (its host may be gone with it), so its trials are settled from here.
+SILENT_AFTER_S = 600.0
 STUDIES_DIR = Path("studies")
 
 
@@ -169,15 +172,16 @@ def _last_beat(study: optuna.Study, session: str | None) -> datetime | None:
 
 def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = None,
               store: Callable[[FrozenTrial, dict[str, Any]], bool] | None = None) -> tuple[int, int]:
-    """Settle trials left RUNNING by a search process on this host that no longer exists.
+    """Settle trials left RUNNING by a search process that no longer exists.
 
     A trial the runner finished before that process died (``finished``: runner trial id -> its last
     result, read back from Ray's result files) is stored by ``store(trial, result)``, which returns
     False when the result is not a usable one. The others are FAIL with the reason, charged for what
-    they held up to the dead process's last heartbeat, and their configs queued again. Trials owned by
-    another host are left alone: only that host can tell whether they still run. A trial with no owner
-    at all after ``OWNERLESS_AFTER_S`` is failed whatever the host (nothing ran: nothing is charged or
-    queued). Returns (recovered, failed).
+    they held up to the dead process's last heartbeat, and their configs queued again. A trial owned by
+    another host is settled the same way only once its search's heartbeat is ``SILENT_AFTER_S`` old
+    (this host can't see that process; the heartbeat is UTC, so time zones don't matter); with no
+    heartbeat recorded it is left alone. A trial with no owner at all after ``OWNERLESS_AFTER_S`` is
+    failed whatever the host (nothing ran: nothing is charged or queued). Returns (recovered, failed).
     """
     recovered = failed = 0
     host, now = socket.gethostname(), datetime.now(timezone.utc)
@@ -189,17 +193,25 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
                                 "between creating it and recording itself (nothing was run)")
             failed += 1
             continue
-        if who.get("host") != host or who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
-            continue
+        beat = _last_beat(study, who.get("session"))
+        if who.get("host") == host:
+            if who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
+                continue
+            gone = "which is gone"
+        else:
+            silent = None if beat is None else (now - beat.astimezone(timezone.utc)).total_seconds()
+            if silent is None or silent <= SILENT_AFTER_S:
+                continue
+            gone = f"silent for {silent:.0f} s (over {SILENT_AFTER_S:g} s)"
         result = (finished or {}).get(trial.user_attrs.get("runner_trial_id", ""))
         if result is not None and store is not None and store(trial, result):
             recovered += 1
             continue
-        beat, holds = _last_beat(study, who.get("session")), trial.user_attrs.get("holds")
+        holds = trial.user_attrs.get("holds")
         if beat is not None and holds and trial.datetime_start is not None:
             wall = max(0.0, (beat - trial.datetime_start.astimezone(timezone.utc)).total_seconds())
             study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs())
-        _fail(study, trial, f"left RUNNING by search process {who.get('pid')} on {host}, which is gone; "
+        _fail(study, trial, f"left RUNNING by search process {who.get('pid')} on {who.get('host')}, {gone}; "
                             "failed on resume and its config queued again")
         requeue(study, trial.params)
         failed += 1
