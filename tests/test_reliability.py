@@ -69,6 +69,7 @@ def test_killing_the_search_and_its_workers_loses_no_trial(tmp_path):
     figures = kill_soak(tmp_path, driver_kills=10, worker_kills=3, budget=100)
     seen = str(figures)  # whole, where pytest would shorten the dict
     assert figures["driver_kills"] == 10 and figures["worker_kills"] >= 1, seen
+    assert figures["kills_after_trials_started"] >= 6, seen  # 6 of the 10 are timed from the first trial worker
     assert figures["final_exit"] == 0, seen
     assert figures["completed_lost"] == 0 and figures["changed_results"] == 0, seen
     assert figures["zombies"] == 0, seen

@@ -116,9 +116,10 @@ def test_resume_fails_and_requeues_trials_left_running_by_a_dead_search_only(tmp
 def test_wall_clock_budget_stops_starting_trials(tmp_path, monkeypatch, flaky_space):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    result = search("plugin_tasks:flaky", "3s", space=flaky_space, study="w", storage=url, runner="local")
+    result = search("plugin_tasks:flaky", "3s", space=flaky_space, study="w", storage=url, runner="local",
+                    sampler="random")  # a GP's fit per ask is not part of a trial's time: it would blur the bound
     used = spent(result.study)["s"]
-    assert 2.5 <= used <= 4.0 and len(result.study.trials) >= 5
+    assert 2.5 <= used <= 4.5 and len(result.study.trials) >= 5
 
 
 def test_a_trial_another_search_settled_meanwhile_keeps_what_that_search_stored(tmp_path, flaky_space, capsys):

@@ -82,10 +82,12 @@ def test_front_export_and_trial_reproduce_the_chosen_config(searched):
     workdir, _ = searched
     front = run_cli("front", "--study", "e2e", cwd=workdir)
     assert front.returncode == 0 and "accuracy" in front.stdout and "latency_ms" in front.stdout
-    export = run_cli("export", "--study", "e2e", "--pick", "accuracy>=max-0.02, min latency_ms", "-o", "chosen.yaml",
+    export = run_cli("export", "--study", "e2e", "--pick", "accuracy>=max, min latency_ms", "-o", "chosen.yaml",
                      cwd=workdir)
     assert export.returncode == 0, export.stderr
     record = yaml.safe_load((workdir / "chosen.yaml").read_text())
+    # the most accurate trial, fastest of its ties, is on the front whatever the latency noise (a rule like
+    # "accuracy>=max-0.02, min latency_ms" may pick a trial the noise-aware front drops)
     assert record["task"] == "cora" and record["on_pareto_front"]
     assert {"python", "cpu", "packages"} <= set(record["fingerprint"])
     rerun = run_cli("trial", "--task", "cora", "--config", "chosen.yaml", cwd=workdir)
