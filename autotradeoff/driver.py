@@ -144,13 +144,14 @@ class SearchDriver:
         if running is None:
             return None
         trial = running.trial
-        if self.study._storage.get_trial(trial._trial_id).state.is_finished():
+        try:
+            trial.set_user_attr("charge", self._charge(time.monotonic() - running.started).as_attrs())
+        except optuna.exceptions.UpdateFinishedTrialError:
             # another search settled it while this one was silent past study.SILENT_AFTER_S (suspended,
             # storage out of reach): what it stored stands, this result is dropped
             print(f"autotradeoff: trial {trial.number} was settled by another search while this one was silent; "
                   "its result is not stored", file=sys.stderr, flush=True)
             return None
-        trial.set_user_attr("charge", self._charge(time.monotonic() - running.started).as_attrs())
         values = None
         early = (metrics or {}).get(REJECTED) or (metrics or {}).get(STOPPED)
         if error is None and early:  # rejected before training / stopped at a rung: PRUNED, off the front

@@ -170,6 +170,11 @@ def _last_beat(study: optuna.Study, session: str | None) -> datetime | None:
         return None
 
 
+def _seconds(since: datetime, until: datetime) -> float:
+    """Seconds from ``since`` to ``until``; a naive time (Optuna's ``datetime_start``) is this host's local time."""
+    return (until.astimezone(timezone.utc) - since.astimezone(timezone.utc)).total_seconds()
+
+
 def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = None,
               store: Callable[[FrozenTrial, dict[str, Any]], bool] | None = None) -> tuple[int, int]:
     """Settle trials left RUNNING by a search process that no longer exists.
@@ -188,7 +193,7 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = trial.user_attrs.get(OWNER_ATTR) or {}
         if not who and trial.datetime_start is not None and \
-                (now - trial.datetime_start.astimezone(timezone.utc)).total_seconds() > OWNERLESS_AFTER_S:
+                _seconds(trial.datetime_start, now) > OWNERLESS_AFTER_S:
             _fail(study, trial, f"left RUNNING with no owner for over {OWNERLESS_AFTER_S:g} s: its search died "
                                 "between creating it and recording itself (nothing was run)")
             failed += 1
@@ -199,7 +204,7 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
                 continue
             gone = "which is gone"
         else:
-            silent = None if beat is None else (now - beat.astimezone(timezone.utc)).total_seconds()
+            silent = None if beat is None else _seconds(beat, now)
             if silent is None or silent <= SILENT_AFTER_S:
                 continue
             gone = f"silent for {silent:.0f} s (over {SILENT_AFTER_S:g} s)"
@@ -209,7 +214,7 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
             continue
         holds = trial.user_attrs.get("holds")
         if beat is not None and holds and trial.datetime_start is not None:
-            wall = max(0.0, (beat - trial.datetime_start.astimezone(timezone.utc)).total_seconds())
+            wall = max(0.0, _seconds(trial.datetime_start, beat))
             study._storage.set_trial_user_attr(trial._trial_id, "charge", Charge(wall_s=wall, **holds).as_attrs())
         _fail(study, trial, f"left RUNNING by search process {who.get('pid')} on {who.get('host')}, {gone}; "
                             "failed on resume and its config queued again")
