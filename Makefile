@@ -21,11 +21,13 @@ PYTEST_ARGS ?=
 .PHONY: demo test lint clean system-packages postgres
 
 # Debian packages for the tests and the image task, installed only when missing (needs root or sudo):
-# PostgreSQL (storage for many machines) and Fashion-MNIST (/usr/share/datasets/fashion-mnist).
+# PostgreSQL (storage for many machines), Fashion-MNIST (/usr/share/datasets/fashion-mnist) and headless
+# Chromium with its driver (the report is tested in a real browser).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 system-packages:
 	@missing="$$(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo postgresql) \
-	  $$(test -d /usr/share/datasets/fashion-mnist || echo dataset-fashion-mnist)"; \
+	  $$(test -d /usr/share/datasets/fashion-mnist || echo dataset-fashion-mnist) \
+	  $$(command -v chromium >/dev/null || echo chromium) $$(command -v chromedriver >/dev/null || echo chromium-driver)"; \
 	if [ -n "$$(echo $$missing)" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -33,7 +35,7 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q $(CONSTRAINT) -e '.[test,postgres]'
+	$(VENV)/bin/pip install -q $(CONSTRAINT) -e '.[test,postgres,bench]'
 	touch $@
 
 # A PostgreSQL server on 127.0.0.1:5432 for studies shared by several searches or machines (Debian's
@@ -52,10 +54,11 @@ demo: $(VENV)/.installed $(if $(filter fashion-mnist,$(TASK)),system-packages)
 	$(VENV)/bin/autotradeoff search --task $(TASK) --budget $(BUDGET)
 
 test: $(VENV)/.installed system-packages
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check autotradeoff tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) studies/*.db studies/ray $(filter-out reports/benchmarks,$(wildcard reports/*))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
-from autotradeoff.errors import AutotradeoffError, UsageError
+from autotradeoff.errors import AutotradeoffError, StorageUnavailable, UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -33,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     study_args(s, required=False)
     s.add_argument("--objectives", help="override the YAML's objectives, e.g. accuracy:max,flops:min")
     s.add_argument("--model", help="pretrained model for language tasks: Hugging Face id or directory (default: minilm)")
+    s.add_argument("--fidelity", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one of the space's fidelity settings, e.g. train_size=2000 (repeatable)")
     s.add_argument("--workers", type=int, help="trials at once (default: what the machine/cluster holds)")
     s.add_argument("--runner", choices=("ray", "local"), default="ray", help="ray (default) or in-process, one at a time")
     s.add_argument("--ray-address", help="join a running Ray cluster (e.g. 127.0.0.1:6379 or auto)")
-    s.add_argument("--sampler", choices=("auto", "tpe", "gp", "nsga2", "random"), default="auto",
+    s.add_argument("--sampler", choices=("auto", "tpe", "tpe-local", "gp", "nsga2", "random"), default="auto",
                    help="auto (default): GP for a few unconditional knobs, TPE for conditional or mid-sized spaces, "
                    "NSGA-II past 20 knobs")
     s.add_argument("--constraint", action="append", default=[], metavar="'METRIC<=NUMBER'",
@@ -46,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the search, time up to N front trials again, alone on the machine (default 8; 0: off)")
     s.add_argument("--no-early-stop", action="store_true", help="run every trial to the end (no successive halving)")
     s.add_argument("--seed", type=int, help="sampler seed (reproducible suggestions)")
+    s.add_argument("--storage-wait", default="300s", metavar="DURATION",
+                   help="wait this long for the storage when it is unreachable or locked (a database restart, a network "
+                   "blip), retrying with backoff, before exiting with code 75; the study resumes when re-run (default 300s)")
     s.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="stop and fail a trial running longer than this")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--verbose", action="store_true", help="show Ray's own output")
@@ -69,12 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     t.add_argument("--model", help="pretrained model for language tasks (overrides the file's fidelity)")
 
-    a = sub.add_parser("apply", help="write an exported config's model as a Hugging Face directory, then re-score it")
+    a = sub.add_parser("apply", help="write an exported config's model as a directory (Hugging Face for GLUE, "
+                          "ViT + ladder for images), then re-score it")
     a.add_argument("config", type=Path, help="a file written by `autotradeoff export`")
     a.add_argument("-o", "--output", type=Path, required=True, help="model directory to write")
     a.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
 
     sub.add_parser("tasks", help="list tasks")
+    sub.add_parser("techniques", help="list techniques (their knobs are <technique>.<knob> in a space)")
     sub.add_parser("spaces", help="list search spaces")
 
     d = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
@@ -85,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet() -> None:
+    """Library warnings as ``autotradeoff: …`` lines on stderr; other libraries' chatter off."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autotradeoff: %(message)s"))
+    logging.getLogger("autotradeoff").addHandler(handler)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -104,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"autotradeoff: error: {exc}", file=sys.stderr)
         return 2
+    except StorageUnavailable as exc:
+        print(f"autotradeoff: {exc}", file=sys.stderr)
+        return 75
     except KeyboardInterrupt:
         print("autotradeoff: interrupted; finished trials are stored, re-run the same command to resume", file=sys.stderr)
         return 130

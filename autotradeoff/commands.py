@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from autotradeoff import pareto
-from autotradeoff.console import ProgressBar, front_table, table
+from autotradeoff.console import ProgressBar, front_table, gains_line, honesty_line, table
 from autotradeoff.errors import UsageError
-from autotradeoff.study import default_storage, load_study, open_storage, redact
+from autotradeoff.front import gains, pareto
+from autotradeoff.study import default_storage, load_study, open_storage, record, redact
 
-__all__ = ["cmd_search", "cmd_front", "cmd_export", "cmd_trial", "cmd_apply", "cmd_tasks", "cmd_spaces", "cmd_dashboard"]
+__all__ = ["cmd_search", "cmd_front", "cmd_export", "cmd_trial", "cmd_apply", "cmd_tasks", "cmd_techniques",
+           "cmd_spaces", "cmd_dashboard"]
 
 
 def _open(args: argparse.Namespace):
@@ -22,27 +22,31 @@ def _open(args: argparse.Namespace):
 
 
 def _print_front(study, out: Path | None = None, rule: str | None = None) -> Path:
-    from autotradeoff.report import write_report
+    from autotradeoff.front.report import write_report
 
     rows = pareto.rows_of(study)
     objectives = pareto.objectives_of(study)
     best = pareto.front(rows, objectives)
-    print(f"Pareto front of study {study.study_name!r} ({len(best)} of "
-          f"{sum(r['state'] == 'COMPLETE' for r in rows)} complete trials):")
-    print(front_table(best, objectives) if best else "(no complete trials yet)")
-    if rule and any(r["state"] == "COMPLETE" for r in rows):
-        pareto.pick(rows, rule)  # a bad rule is a usage error here, not a line in the report
-    path = write_report(study, out or Path("reports") / study.study_name, rule=rule)
+    print(f"Pareto front of study {study.study_name!r} ({len(best)} of {pareto.counts(rows)['complete']} complete "
+          f"trials; all trials: {pareto.counts_line(rows)}):")
+    print(front_table(best, objectives) if best else "(no complete trial that meets the constraints and learns anything yet)")
+    if best:
+        chosen = pareto.pick(rows, rule or pareto.default_rule(objectives), objectives)  # a bad rule: a usage error
+        print(f"picked among the front by {rule or pareto.default_rule(objectives)!r} on validation; "
+              + honesty_line(pareto.honesty(rows, objectives, chosen)))
+        print(gains_line(gains.gains(rows, objectives), objectives, chosen))
+    path = write_report(study, out or Path("reports") / study.study_name, rule=rule, rows=rows)
     print(f"report: {path}")
     return path
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from autotradeoff.search import search
+    from autotradeoff.engine.driver import SearchDriver
+    from autotradeoff.engine.search import SearchResult, search
 
     bars = []
 
-    def on_start(result, driver):
+    def on_start(result: SearchResult, driver: SearchDriver) -> ProgressBar:
         state = "resumed" if result.resumed else "created"
         print(f"study {result.study.study_name!r} {state} in {redact(result.storage_url)}; "
               f"{result.stored} trials stored"
@@ -61,6 +65,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         objectives=args.objectives, workers=args.workers, runner=args.runner,
                         ray_address=args.ray_address, sampler=args.sampler, seed=args.seed, on_start=on_start, model=args.model,
                         verbose=args.verbose, trial_timeout=args.trial_timeout, constraints=args.constraint,
+                        fidelity=args.fidelity, storage_wait=args.storage_wait,
                         early_stop=not args.no_early_stop, remeasure=args.remeasure)
     finally:
         for bar in bars:
@@ -78,36 +83,27 @@ def cmd_front(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autotradeoff.export import export_trial, write_export
+    from autotradeoff.front.export import export_trial, write_export
 
     study, _, _ = _open(args)
     record = export_trial(study, trial=args.trial, rule=args.pick)
     write_export(record, args.output)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in record["metrics"].items() if k in record["objectives"])
-    print(f"exported trial {record['trial']} of study {study.study_name!r} ({metrics}) to {args.output}")
+    tested = ", ".join(f"{k}: test {v['test']:.4g}, gap {v['gap']:+.4g}" for k, v in record["validation_vs_test"].items())
+    print(f"exported trial {record['trial']} of study {study.study_name!r} ({metrics}"
+          + (f"; {tested}" if tested else "") + f") to {args.output}")
     return 0
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from autotradeoff.export import read_config
-    from autotradeoff.runner import trial_outcome
-    from autotradeoff.space import load_space
-    from autotradeoff.tasks import resolve_task
+    from autotradeoff.engine.replay import prepare, replay
+    from autotradeoff.front.export import read_config
 
-    task, preset = resolve_task(args.task)
-    given = read_config(args.config) if args.config else {"task": None, "config": {}, "fidelity": {}, "metrics": {}}
-    if given["task"] and given["task"] != task.name:
-        raise UsageError(f"{args.config} was exported for task {given['task']!r}, not {task.name!r}")
-    config = task.fill_config(given["config"], where=str(args.config or "config"))
-    preset_fidelity = load_space(preset).fidelity if preset else {}  # a preset's fidelity, unless the export has one
-    fidelity = task.fill_fidelity({**preset_fidelity, **given["fidelity"], **({"model": args.model} if args.model else {})})
-    task.check_data(fidelity)
-    metrics, error = trial_outcome(task.name, config, fidelity, device=args.device)
-    if error:
-        print(f"trial failed: {error}", file=sys.stderr)
-        return 1
+    given = read_config(args.config) if args.config else {}
+    task, config, fidelity = prepare(args.task, given, model=args.model, where=str(args.config or "config"))
+    metrics = replay(task, config, fidelity, device=args.device)
     print(f"task {task.name}, config: " + " ".join(f"{k}={v}" for k, v in config.items()))
-    print(_against(metrics, given["metrics"], "this run"))
+    print(_against(metrics, given.get("metrics", {}), "this run"))
     return 0
 
 
@@ -118,15 +114,14 @@ def _against(metrics: dict[str, float], stored: dict[str, float], label: str) ->
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from autotradeoff.apply import apply_export
-    from autotradeoff.export import read_config
+    from autotradeoff.front.apply import apply_export, how_to_load
+    from autotradeoff.front.export import read_config
 
     record = read_config(args.config)
     if not record["task"]:
         raise UsageError(f"{args.config}: has no task; apply needs a file written by `autotradeoff export`")
     metrics = apply_export(record, args.output, device=args.device)
-    print(f"wrote {args.output} (load it with AxBertForSequenceClassification.from_pretrained, or "
-          f"AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)); reloaded and re-scored:")
+    print(f"wrote {args.output} ({how_to_load(args.output)}); reloaded and re-scored:")
     print(_against(metrics, record["metrics"], "applied model"))
     return 0
 
@@ -137,8 +132,20 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     rows = []
     for name in task_names():
         task = get_task(name)
-        rows.append([name, ", ".join(task.knobs), task.description])
-    print(table(["task", "knobs", "description"], rows))
+        rows.append([name, task.family, ", ".join(task.own_knobs), ", ".join(t.name for t in task.techniques),
+                     task.description])
+    print(table(["task", "family", "own knobs", "techniques", "description"], rows))
+    return 0
+
+
+def cmd_techniques(args: argparse.Namespace) -> int:
+    from autotradeoff.techniques import get_technique, technique_names
+
+    rows = []
+    for name in technique_names():
+        technique = get_technique(name)
+        rows.append([name, technique.family, ", ".join(technique.stages), ", ".join(technique.knobs), technique.description])
+    print(table(["technique", "family", "stages", "knobs (as <technique>.<knob>)", "description"], rows))
     return 0
 
 
@@ -161,7 +168,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
     study, storage, url = _open(args)
-    print(f"optuna-dashboard for {redact(url)}: http://{args.host}:{args.port}/dashboard/studies/{study._study_id} "
+    print(f"optuna-dashboard for {redact(url)}: http://{args.host}:{args.port}/dashboard/studies/{record.study_id(study)} "
           "(Ctrl-C stops it)", flush=True)
     run_server(storage, host=args.host, port=args.port)
     return 0

@@ -10,12 +10,19 @@ processed files and downloads go there, so a read-only data directory works.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 from autotradeoff.errors import DataMissingError, UsageError
 
-__all__ = ["DATA_ENV", "cache_dir", "data_root", "find_files"]
+__all__ = ["DATA_ENV", "cache_dir", "cache_lock", "cached_artifact", "data_root", "find_files"]
+
+T = TypeVar("T")
 
 DATA_ENV = "AUTOTRADEOFF_DATA"
 CACHE_ENV = "AUTOTRADEOFF_CACHE"
@@ -37,7 +44,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "autotradeoff").expanduser()
 
 
-def cache_lock(name: str):
+def cache_lock(name: str) -> FileLock:
     """An inter-process lock for preparing ``name`` in the cache: parallel trials (Ray workers, other
     searches) must not write and read the same half-written file."""
     from filelock import FileLock
@@ -81,3 +88,21 @@ def find_files(
     looked = " or ".join(str(d) for d in (*candidates, *also))
     raise DataMissingError(f"{what} not found: looked for {', '.join(required)} in {looked}; {reason or 'no download available'}. "
                            f"Put the files there or set {DATA_ENV} to a folder that has {relative}/.")
+
+
+def cached_artifact(kind: str, key: str, *, load: Callable[[Path], T], make: Callable[[], T],
+                    save: Callable[[T, Path], None]) -> T:
+    """``load`` the artifact cached as ``<cache>/<kind>/<key>``, or ``make`` it, ``save`` it there and return
+    it. Written whole into a temporary folder, then renamed: a crash leaves no half artifact. Parallel
+    trials (Ray workers, other searches) asking for the same key make it once; the others wait and load."""
+    folder = cache_dir() / kind / key
+    with cache_lock(f"{kind}-{key}"):
+        if folder.is_dir():
+            return load(folder)
+        value = make()
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save(value, tmp)
+        os.replace(tmp, folder)
+        return value

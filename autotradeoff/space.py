@@ -1,15 +1,14 @@
-"""Search spaces: a YAML file -> validated knobs, objectives and fidelity; ``suggest(trial)`` -> config.
+"""Search spaces: YAML -> validated knobs, objectives, constraints and fidelity; ``suggest(trial)`` -> config.
 
 A task declares every knob it understands (type, hard bounds, default = its "off"/baseline value)
 and its fidelity settings the same way. A YAML space picks, per knob, a range inside those bounds
 or a constant; knobs it leaves out stay at the task's default. Everything is validated here, once,
-with one message shape: ``<file>: knobs.<name>.high must be an int in [1, 8]; got 12.``
+with one message shape: ``<file>: knobs.<name>.high must be an int in [1, 8]; got 12.`` This module
+knows no task by name: ``presets`` resolves a name to its task and space.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,122 +17,11 @@ from typing import Any
 import yaml
 
 from autotradeoff.errors import UsageError
+from autotradeoff.knobs import Constraint, Knob, Objective, parse_constraints, parse_objectives
 
-__all__ = ["Knob", "Objective", "Constraint", "SearchSpace", "load_space", "parse_objectives", "parse_constraints",
-           "space_dirs", "list_spaces"]
+__all__ = ["SearchSpace", "build_space", "read_space", "space_path", "space_dirs", "list_spaces"]
 
-_KINDS = ("int", "float", "categorical")
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One setting: ``kind`` int/float within [low, high] (optionally log), or categorical choices."""
-
-    name: str
-    kind: str
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple = ()
-    help: str = ""
-    when: tuple[tuple[str, tuple], ...] = ()  # searched only if every named knob has one of the values
-
-    def active(self, config: dict[str, Any]) -> bool:
-        return all(config.get(name) in values for name, values in self.when)
-
-    def describe(self) -> str:
-        if self.kind == "categorical":
-            return f"one of {', '.join(map(str, self.choices))}"
-        if self.kind == "text":
-            return "a non-empty text (a name or path)"
-        return f"{'an' if self.kind == 'int' else 'a'} {self.kind} in [{self.low:g}, {self.high:g}]"
-
-    def check(self, value: Any, where: str) -> Any:
-        """Return ``value`` coerced to this knob's type, or raise UsageError in the one message shape."""
-        bad = UsageError(f"{where} must be {self.describe()}; got {value!r}.")
-        if self.kind == "categorical":
-            if value not in self.choices:
-                raise bad
-            return value
-        if self.kind == "text":  # fidelity only (e.g. the pretrained model): never searched
-            if not isinstance(value, str) or not value.strip():
-                raise bad
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        if self.kind == "int" and value != int(value):
-            raise bad
-        value = int(value) if self.kind == "int" else float(value)
-        if not math.isfinite(value) or not self.low <= value <= self.high:
-            raise bad
-        return value
-
-    def suggest(self, trial: Any) -> Any:
-        """Ask an Optuna trial for a value of this (searched) knob."""
-        if self.kind == "categorical":
-            return trial.suggest_categorical(self.name, list(self.choices))
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class Objective:
-    name: str
-    direction: str  # "max" or "min"
-
-    @property
-    def optuna_direction(self) -> str:
-        return "maximize" if self.direction == "max" else "minimize"
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.direction}"
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A bound on one metric a config must meet, e.g. ``latency_ms <= 5`` or ``accuracy >= 0.8``."""
-
-    metric: str
-    op: str  # "<=" or ">="
-    bound: float
-
-    def excess(self, value: float) -> float:
-        """How far ``value`` is past the bound (<= 0: met), Optuna's constraint convention."""
-        return value - self.bound if self.op == "<=" else self.bound - value
-
-    def violation(self, metrics: dict[str, Any]) -> str | None:
-        """A one-line reason when ``metrics`` holds this metric and it breaks the bound, else None."""
-        value = metrics.get(self.metric)
-        if value is None or self.excess(float(value)) <= 0:
-            return None
-        return f"{self.metric}={float(value):.6g} breaks the constraint {self}"
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
-
-
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
-
-def parse_constraints(spec: Any, metrics: dict[str, str], where: str) -> tuple[Constraint, ...]:
-    """``["latency_ms <= 5", "params<=1e6"]`` (or one comma-separated string) -> Constraints."""
-    if isinstance(spec, str):
-        spec = [part for part in spec.split(",") if part.strip()]
-    if not isinstance(spec, (list, tuple)) or not all(isinstance(entry, str) for entry in spec):
-        raise UsageError(f"{where} must be a list of 'metric <= number' or 'metric >= number'; got {spec!r}.")
-    out = []
-    for entry in spec:
-        match = _CONSTRAINT.match(entry)
-        if not match:
-            raise UsageError(f"{where}: bad constraint {entry.strip()!r}; write 'metric <= number' or 'metric >= number', "
-                             "e.g. 'latency_ms <= 5'.")
-        name, op, number = match.groups()
-        if name not in metrics:
-            raise UsageError(f"{where}: unknown metric {name!r} in constraint {entry.strip()!r}; choices: {', '.join(metrics)}.")
-        out.append(Constraint(name, op, float(number)))
-    return tuple(out)
+_KEYS = {"task", "description", "objectives", "knobs", "fidelity", "baselines", "constraints", "techniques"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +40,7 @@ class SearchSpace:
     metric_prefixes: tuple[str, ...] = ()  # and those starting with one of these (per-level shares, say)
     references: tuple[dict[str, Any], ...] = ()  # further named points enqueued after the baseline
     constraints: tuple[Constraint, ...] = ()  # bounds a config must meet; checked before training when possible
+    work: tuple[str, float] | None = None  # (the task's work knob, its highest value) when searched: rungs are absolute
 
     def reference_configs(self) -> list[dict[str, Any]]:
         """The baseline, then each ``baselines:`` entry of the YAML (the rest of its knobs at baseline)."""
@@ -202,7 +91,8 @@ def list_spaces() -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def _resolve(name_or_path: str) -> Path:
+def space_path(name_or_path: str) -> Path:
+    """The YAML file of a space given by name (``cora``) or path; UsageError lists the named ones."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
@@ -212,39 +102,6 @@ def _resolve(name_or_path: str) -> Path:
     if name_or_path not in spaces:
         raise UsageError(f"unknown search space {name_or_path!r}; choices: {', '.join(spaces) or '(none found)'}")
     return spaces[name_or_path]
-
-
-def parse_objectives(spec: Any, metrics: dict[str, str], where: str) -> tuple[Objective, ...]:
-    """``{"accuracy": "max", ...}``, a list of such/plain names, or "accuracy:max,latency_ms" -> Objectives."""
-    if isinstance(spec, str):
-        spec = [part.strip() for part in spec.split(",") if part.strip()]
-    items: list[tuple[str, Any]] = []
-    if isinstance(spec, dict):
-        items = list(spec.items())
-    elif isinstance(spec, (list, tuple)):  # a tuple: a task's default_objectives
-        for entry in spec:
-            if isinstance(entry, dict) and len(entry) == 1:
-                items.extend(entry.items())
-            elif isinstance(entry, str):
-                name, _, direction = entry.partition(":")
-                items.append((name.strip(), direction.strip() or None))
-            else:
-                raise UsageError(f"{where} entries must be 'name' or 'name: max|min'; got {entry!r}.")
-    else:
-        raise UsageError(f"{where} must be a mapping of metric to max/min; got {spec!r}.")
-    if len(items) < 2:
-        raise UsageError(f"{where} needs at least 2 objectives for a Pareto front; got {len(items)}.")
-    objectives = []
-    for name, direction in items:
-        if name not in metrics:
-            raise UsageError(f"{where}: unknown metric {name!r}; choices: {', '.join(metrics)}.")
-        direction = metrics[name] if direction is None else str(direction).lower()
-        if direction not in ("max", "min"):
-            raise UsageError(f"{where}.{name} must be max or min; got {direction!r}.")
-        objectives.append(Objective(name, direction))
-    if len({o.name for o in objectives}) != len(objectives):
-        raise UsageError(f"{where} names a metric twice: {[o.name for o in objectives]}.")
-    return tuple(objectives)
 
 
 def _knob_range(knob: Knob, spec: Any, where: str) -> tuple[Knob | None, Any]:
@@ -296,49 +153,90 @@ def _conditions(spec: Any, where: str, known: dict[str, Knob]) -> tuple[tuple[st
     return tuple(out)
 
 
-def build_space(data: Any, *, source: str, task: Any, objectives_override: str | None = None,
-                constraints: Sequence[str] = ()) -> SearchSpace:
-    """Validate parsed YAML ``data`` against ``task``'s declared knobs, fidelity and metrics."""
-    if not isinstance(data, dict):
-        raise UsageError(f"{source}: must be a mapping with keys task, objectives, knobs, fidelity; got {type(data).__name__}.")
-    allowed = {"task", "description", "objectives", "knobs", "fidelity", "baselines", "constraints"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}.")
-    knobs_spec = data.get("knobs") or {}
-    fidelity_spec = data.get("fidelity") or {}
-    for key, value in (("knobs", knobs_spec), ("fidelity", fidelity_spec)):
-        if not isinstance(value, dict):
-            raise UsageError(f"{source}: {key} must be a mapping; got {value!r}.")
+def read_space(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """(source path, parsed YAML) of a space; one-line errors for a bad file or a missing ``task``."""
+    path = space_path(name_or_path)
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = " ".join(str(getattr(exc, "problem", exc)).split())  # one line, whatever the parser said
+        raise UsageError(f"{source}:{where} is not valid YAML ({problem}).") from None
+    if not isinstance(data, dict) or "task" not in data:
+        raise UsageError(f"{source}: missing 'task'; a search space names the task it searches.")
+    return source, data
+
+
+def _mapping(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise UsageError(f"{source}: {key} must be a mapping; got {value!r}.")
+    return value
+
+
+def _knobs(spec: dict[str, Any], task: Any, source: str) -> tuple[dict[str, Knob], dict[str, Any]]:
+    """(searched knobs, constants) of a space's ``knobs:`` mapping."""
     searched, constants = {}, {}
-    for name, spec in knobs_spec.items():
+    for name, entry in spec.items():
         if name not in task.knobs:
             raise UsageError(f"{source}: unknown knob {name!r} for task {task.name}; choices: {', '.join(task.knobs)}.")
-        knob, value = _knob_range(task.knobs[name], spec, f"{source}: knobs.{name}")
-        if knob is not None and isinstance(spec, dict) and "when" in spec:
+        knob, value = _knob_range(task.knobs[name], entry, f"{source}: knobs.{name}")
+        if knob is not None and isinstance(entry, dict) and "when" in entry:
             known = {n: task.knobs[n] for n in (*constants, *searched)}
-            knob = replace(knob, when=_conditions(spec["when"], f"{source}: knobs.{name}", known))
+            knob = replace(knob, when=_conditions(entry["when"], f"{source}: knobs.{name}", known))
         if knob is None:
             constants[name] = value
         else:
             searched[name] = knob
     if not searched:
         raise UsageError(f"{source}: knobs must search at least one knob (a range or choices); all are constants.")
+    return searched, constants
+
+
+def _fidelity(data: dict[str, Any], task: Any, source: str) -> dict[str, Any]:
+    """The space's fidelity (its ``techniques:`` among it), validated and completed with the task's defaults."""
+    given = dict(_mapping(data, "fidelity", source))
+    if data.get("techniques"):
+        given["techniques"] = data["techniques"]
     fidelity = {}
-    for name, value in fidelity_spec.items():
+    for name, value in given.items():
         if name not in task.fidelity:
             raise UsageError(f"{source}: unknown fidelity setting {name!r} for task {task.name}; choices: {', '.join(task.fidelity)}.")
         fidelity[name] = task.fidelity[name].check(value, f"{source}: fidelity.{name}")
+    return task.fill_fidelity(fidelity)
+
+
+def build_space(data: Any, *, source: str, task: Any, objectives_override: str | None = None,
+                constraints: Sequence[str] = ()) -> SearchSpace:
+    """Validate parsed YAML ``data`` against ``task``'s declared knobs, fidelity and metrics. ``task`` must
+    already hold the plug-in techniques the YAML's ``techniques:`` lists (``presets.load_space`` does that)."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: must be a mapping with keys task, objectives, knobs, fidelity; got {type(data).__name__}.")
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise UsageError(f"{source}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(_KEYS))}.")
+    searched, constants = _knobs(_mapping(data, "knobs", source), task, source)
     objectives = parse_objectives(
         objectives_override if objectives_override is not None else data.get("objectives", task.default_objectives),
         task.metrics, "--objectives" if objectives_override is not None else f"{source}: objectives")
     return SearchSpace(task=task.name, name=Path(source).stem, searched=searched, constants=constants,
-                       objectives=objectives, fidelity=task.fill_fidelity(fidelity), source=source,
+                       work=_work(searched, getattr(task, "work_knob", None)),
+                       objectives=objectives, fidelity=_fidelity(data, task, source), source=source,
                        task_knobs=dict(task.knobs), metrics=tuple(task.metrics),
                        metric_prefixes=tuple(task.metric_prefixes),
                        references=_references(data.get("baselines") or [], source, searched),
                        constraints=(*parse_constraints(data.get("constraints") or [], task.metrics, f"{source}: constraints"),
                                     *parse_constraints(list(constraints), task.metrics, "--constraint")))
+
+
+def _work(searched: dict[str, Knob], name: str | None) -> tuple[str, float] | None:
+    """(work knob, the most of it a trial can get) when the space searches the task's work knob."""
+    knob = searched.get(name or "")
+    if knob is None:
+        return None
+    return name, float(max(knob.choices) if knob.kind == "categorical" else knob.high)
 
 
 def _references(spec: Any, source: str, searched: dict[str, Knob]) -> tuple[dict[str, Any], ...]:
@@ -352,25 +250,3 @@ def _references(spec: Any, source: str, searched: dict[str, Knob]) -> tuple[dict
                 raise UsageError(f"{source}: baselines[{i}].{name} is not a searched knob; choices: {', '.join(searched)}.")
         references.append({name: searched[name].check(value, f"{source}: baselines[{i}].{name}") for name, value in entry.items()})
     return tuple(references)
-
-
-def load_space(name_or_path: str, *, task_name: str | None = None, objectives: str | None = None,
-               constraints: Sequence[str] = ()) -> SearchSpace:
-    """Load and validate a space by name (``cora``) or path; check it belongs to ``task_name``."""
-    from autotradeoff.tasks import get_task
-
-    path = _resolve(name_or_path)
-    source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", exc)).split())  # one line, whatever the parser said
-        raise UsageError(f"{source}:{where} is not valid YAML ({problem}).") from None
-    if not isinstance(data, dict) or "task" not in data:
-        raise UsageError(f"{source}: missing 'task'; a search space names the task it searches.")
-    task = get_task(str(data["task"]))
-    if task_name is not None and task.name != task_name:
-        raise UsageError(f"{source}: is a space for task {task.name!r}, not {task_name!r}.")
-    return build_space(data, source=source, task=task, objectives_override=objectives, constraints=constraints)

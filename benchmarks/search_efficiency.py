@@ -1,327 +1,237 @@
-"""Search efficiency (issue 7): hypervolume against budget spent for four ways of searching the same
-space, same budget, same seeds, same reference point, in one run; then the engine's own overhead.
+"""Search efficiency (issue 18): which way of searching finds the accuracy-versus-latency front with the fewest
+trials, measured where it can be measured: on published tables, 30 seeds x 200 trials per method.
 
-Methods (each a real search of real trials, one at a time on one thread, so costs are comparable):
-- ``random``: Optuna's RandomSampler;
-- ``nsga2``: Optuna's NSGAIISampler with its defaults;
-- ``ray``: Ray Tune's default generator (BasicVariantGenerator: every knob drawn independently from its
-  ``tune`` domain: ``uniform``, ``loguniform``, ``randint``, ``choice``), as an Optuna sampler;
-- ``autotradeoff``: the defaults of ``autotradeoff search`` (``auto`` sampler, warm start from the
-  baseline and the space's reference points, early stopping at rungs).
+- ``tables``: ``nasbench-graph:cora`` and ``nasbench201:cifar10``; random search, Optuna's NSGA-II, TPE and GP
+  with their defaults, Ray Tune's default generator, autotradeoff's defaults (``auto`` sampler, warm start,
+  early stopping) and, as an ablation, autotradeoff without the warm start. Every search is a real
+  ``autotradeoff.search`` on one simulated worker (in-memory storage). Score: hypervolume regret against the
+  table's true front, objectives (validation accuracy, log latency) normalised between the table's best value
+  (0) and a reference point fixed in advance, the table's median of each objective (1) (``search_stats.Scale``).
+- ``workers``: the same with 8 simulated asynchronous workers: what parallelism costs each sampler.
+- ``curves``: early stopping on the Cora curves table (``benchmarks/cora_curves.py``, built first if missing):
+  autotradeoff with and without it, and random search, against simulated CPU time.
+- ``throughput``, ``live`` (``search_live``): real Cora trials through Ray, and a live-task sanity check.
 
-Budget is CPU time charged to trials (rejected and stopped trials included). Hypervolume is over
-complete trials, objectives as the space's (accuracy, latency), with one reference point for every
-run of a space: the worst value seen in any run plus 10% of the range. Latency is the first
-measurement for every method (the exclusive re-measure is off), so no method gets better clocks.
-
-Engine overhead: Cora trials through Ray with 1 worker: the search's wall time not spent inside
-trial functions, per trial, as a share of the trial time; then the same budget with 2 workers.
-
-    python benchmarks/search_efficiency.py                 # ~60 min on 2 CPU cores
-    python benchmarks/search_efficiency.py --spaces cora --seeds 5 --budget-s 150
+    python benchmarks/search_efficiency.py                        # everything (see the report for the time)
+    python benchmarks/search_efficiency.py --parts tables --seeds 5   # a quick look
+    python benchmarks/search_efficiency.py --report-only          # rewrite the report from the stored runs
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import yaml
-from tables import markdown_table, write_csv  # benchmarks/tables.py
+import search_stats as st  # benchmarks/search_stats.py
+from report_efficiency import write_report  # benchmarks/report_efficiency.py
 
 OUT = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
-METHODS = ("random", "nsga2", "ray", "autotradeoff")
-# fidelity changes for the benchmark: sst2-approx's cached fine-tune on 2,000 sentences (400 leave MiniLM near chance)
-SPACES = {"cora": {}, "sst2-approx": {"train_size": 2000}}
-FRACTIONS = [i / 20 for i in range(1, 21)]
-_WARM: set[str] = set()
-OVERHEAD_SPACE = """\
-task: cora
-objectives: {accuracy: max, latency_ms: min}
-knobs:
-  model: {choices: [gcn, sage]}
-  hidden: {low: 8, high: 32, log: true}
-  lr: {low: 0.005, high: 0.05, log: true}
-  epochs: {low: 50, high: 150}
-fidelity: {latency_repeats: 10, latency_warmup: 2}
-"""
+RUNS = OUT / "search_efficiency_runs.json.gz"
+TABLES = ("nasbench-graph:cora", "nasbench201:cifar10")
+METHODS = ("random", "nsga2", "tpe", "gp", "ray", "autotradeoff", "autotradeoff-cold")
+WORKER_METHODS = ("random", "tpe", "autotradeoff")
+GP_LIMITS = (2, 50)  # seeds and trials of Optuna's GP: one ask takes seconds on these categorical spaces
+CURVE_METHODS = ("random", "autotradeoff", "autotradeoff-no-es")
 
 
-def ray_default_sampler(seed: int):
-    """Ray Tune's BasicVariantGenerator as an Optuna sampler: each knob drawn on its own from the ``tune``
-    domain the same range would get in a Ray Tune param_space."""
-    import numpy as np
+def sampler_of(method: str, seed: int):
+    """The sampler a method runs with (``auto``: autotradeoff's own choice)."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-    from ray import tune
+    from search_live import ray_default_sampler
 
-    class RayDefault(optuna.samplers.BaseSampler):
-        def __init__(self) -> None:
-            self.rng = np.random.default_rng(seed)
-
-        def infer_relative_search_space(self, study, trial):
-            return {}
-
-        def sample_relative(self, study, trial, search_space):
-            return {}
-
-        def sample_independent(self, study, trial, name, dist):
-            if isinstance(dist, CategoricalDistribution):
-                domain = tune.choice(list(dist.choices))
-            elif isinstance(dist, IntDistribution):
-                domain = tune.lograndint(dist.low, dist.high + 1) if dist.log else tune.randint(dist.low, dist.high + 1)
-            elif isinstance(dist, FloatDistribution):
-                domain = tune.loguniform(dist.low, dist.high) if dist.log else tune.uniform(dist.low, dist.high)
-            else:
-                raise TypeError(dist)
-            value = domain.sample(random_state=self.rng)
-            return value.item() if hasattr(value, "item") else value
-
-    return RayDefault()
+    return {"random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+            "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+            "ray": lambda: ray_default_sampler(seed)}.get(method, lambda: "auto")()
 
 
-def one_run(args: tuple[str, str, int, float, Path]) -> list[dict]:
-    """One search; rows (trial number, cumulative cost s, losses or None) in the order trials ran."""
-    method, space_name, seed, budget_s, folder = args
+def one(job: dict) -> dict:
+    """One search on a table; its trials' losses in the order they finished, and their simulated seconds."""
     import optuna
 
-    from autotradeoff import pareto
-    from autotradeoff.search import search
-    from autotradeoff.space import list_spaces
+    from autotradeoff.engine.search import search
 
-    data = yaml.safe_load(list_spaces()[space_name].read_text())
-    data.setdefault("fidelity", {}).update(SPACES[space_name])
-    space = folder / f"{space_name}-{method}-{seed}.yaml"
-    space.write_text(yaml.safe_dump(data, sort_keys=False))
-    if space_name not in _WARM:  # data, tokenizer, the cached fine-tune: loaded once per process, uncharged
-        from autotradeoff.space import load_space
-        from autotradeoff.trial import run_trial
-
-        loaded = load_space(str(space))
-        run_trial(data["task"], {**loaded.constants, **loaded.baseline()}, loaded.fidelity)
-        _WARM.add(space_name)
-    sampler = {"random": optuna.samplers.RandomSampler(seed=seed), "nsga2": optuna.samplers.NSGAIISampler(seed=seed),
-               "ray": ray_default_sampler(seed), "autotradeoff": "auto"}[method]
-    ours = method == "autotradeoff"
-    found = search(data["task"], f"{budget_s / 3600:.6f}cpu-h", space=str(space), study=space.stem,
-                   storage=f"sqlite:///{folder}/{space.stem}.db", runner="local", sampler=sampler, seed=seed,
-                   remeasure=0, early_stop=ours, warm_start=ours)
-    objectives = pareto.objectives_of(found.study)
-    spent, out = 0.0, []
-    for row in sorted(pareto.rows_of(found.study), key=lambda r: r["number"]):
-        spent += (row["charge"] or {}).get("wall_s", 0.0)
-        done = row["state"] == "COMPLETE" and all(o.name in row["metrics"] for o in objectives)
-        out.append({"space": space_name, "method": method, "seed": seed, "trial": row["number"], "cost_s": spent,
-                    "state": row["state"], **{o.name: row["metrics"].get(o.name) for o in objectives},
-                    "losses": pareto._losses(row, objectives) if done else None})
-    return out
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore")
+    ours = job["method"].startswith("autotradeoff")
+    start = time.perf_counter()
+    found = search(job["task"], job["budget"], storage=optuna.storages.InMemoryStorage(), study="s",
+                   sampler=sampler_of(job["method"], job["seed"]), seed=job["seed"], workers=job["workers"],
+                   warm_start=job["method"] == "autotradeoff" or job["method"] == "autotradeoff-no-es",
+                   early_stop=ours and job["method"] != "autotradeoff-no-es", remeasure=0, **job.get("extra", {}))
+    wall = time.perf_counter() - start
+    finished = sorted((t for t in found.study.get_trials(deepcopy=False) if t.state.is_finished()),
+                      key=lambda t: (t.datetime_complete, t.number))
+    rows = [(t.user_attrs.get("charge", {}).get("wall_s", 0.0), t.state.name == "COMPLETE",
+             t.user_attrs.get("val_accuracy"), t.user_attrs.get("latency_ms"), t.user_attrs.get("work_share", 1.0))
+            for t in finished]
+    return {**{k: v for k, v in job.items() if k != "extra"}, "wall_s": wall, "sampler": type(found.study.sampler).__name__,
+            "rows": rows}
 
 
-def curves(rows: list[dict], budget_s: float) -> tuple[dict, tuple[float, ...], float]:
-    """Hypervolume at each budget fraction, per (method, seed), against one reference point; that point;
-    the hypervolume of every point found by any run (the best known front)."""
-    from autotradeoff.pareto import hypervolume
+def scale_of(task: str, fidelity: dict | None = None) -> st.Scale:
+    """The normalisation and reference point of a table, from every config it holds (fixed before any search)."""
+    from autotradeoff.tasks import get_task
+    from autotradeoff.tasks.tabular import CoraCurves, _graph_table, _nb201_table, curves_path
 
-    points = [r["losses"] for r in rows if r["losses"] is not None]
-    ref = []
-    for column in zip(*points):
-        worst, best = max(column), min(column)
-        ref.append(worst + 0.1 * ((worst - best) or 1.0))
-    out: dict = {}
-    for key in sorted({(r["method"], r["seed"]) for r in rows}):
-        mine = [r for r in rows if (r["method"], r["seed"]) == key]
-        out[key] = [hypervolume([r["losses"] for r in mine if r["losses"] is not None and r["cost_s"] <= f * budget_s],
-                                ref) for f in FRACTIONS]
-    return out, tuple(ref), hypervolume(points, ref)
+    if task.startswith("nasbench-graph:"):
+        rows = _graph_table(task.split(":")[1]).values()
+        return st.Scale([r["valid_perf"] for r in rows], [1000 * r["latency"] for r in rows])
+    if task.startswith("nasbench201:"):
+        rows = _nb201_table(task.split(":")[1]).values()
+        return st.Scale([r["val_acc"][0] / 100 for r in rows], [1000 * r["latency"][0] for r in rows])
+    assert isinstance(get_task(task), CoraCurves)
+    import gzip
 
-
-def summarise(space: str, hv: dict, best: float, rows: list[dict] | None = None) -> tuple[list[dict], list[str]]:
-    """Mean curves per method; the two targets against random search."""
-    mean = {m: [statistics.fmean(hv[(m, s)][i] for (mm, s) in hv if mm == m) for i in range(len(FRACTIONS))]
-            for m in METHODS if any(k[0] == m for k in hv)}
-    table = []
-    for m, curve in mean.items():
-        finals = [hv[k][-1] for k in hv if k[0] == m]
-        mine = [r for r in rows or [] if r["method"] == m and r["space"] == space]
-        reach = next((f for f, v in zip(FRACTIONS, curve) if v >= mean["random"][-1]), None)
-        table.append({"space": space, "method": m, "seeds": len(finals),
-                      "trials": len(mine) / max(len(finals), 1), "pruned": sum(r["state"] == "PRUNED" for r in mine) / max(len(finals), 1),
-                      "hv_final": statistics.fmean(finals), "hv_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                      "vs_random": statistics.fmean(finals) / mean["random"][-1] if mean["random"][-1] else float("nan"),
-                      "of_best_known": statistics.fmean(finals) / best if best else float("nan"),
-                      "gap_vs_random": (best - statistics.fmean(finals)) / (best - mean["random"][-1])
-                      if best > mean["random"][-1] else float("nan"),
-                      "budget_to_random_final": f"{reach:.0%}" if reach else "not reached",
-                      **{f"hv@{f:.0%}": v for f, v in zip(FRACTIONS, curve)}})
-    ours = next(r for r in table if r["method"] == "autotradeoff")
-    reach = next((f for f, v in zip(FRACTIONS, mean["autotradeoff"]) if v >= mean["random"][-1]), None)
-    lines = [f"- {space}: autotradeoff reaches random search's final hypervolume at {ours['budget_to_random_final']} "
-             f"of the budget (target <= 33%: {'met' if reach is not None and reach <= 0.34 else 'MISSED'}); "
-             f"hypervolume at equal budget {ours['vs_random']:.3f}x random's (target >= 1.2x: "
-             f"{'met' if ours['vs_random'] >= 1.2 else 'MISSED'}); random search itself ends at "
-             f"{mean['random'][-1] / best:.1%} of the best known hypervolume."]
-    return table, lines
+    with gzip.open(curves_path(fidelity), "rt") as handle:
+        rows = [r["metrics"] for r in json.load(handle)["rows"]]
+    return st.Scale([r["val_accuracy"] for r in rows], [r["latency_ms"] for r in rows])
 
 
-COLOURS = {"random": "#888888", "nsga2": "#1f77b4", "ray": "#ff7f0e", "autotradeoff": "#d62728"}
+def losses(run: dict, scale: st.Scale) -> list[tuple[float, float] | None]:
+    return [scale.loss(acc, lat) if done else None for _, done, acc, lat, _ in run["rows"]]
 
 
-def plot_svg(space: str, hv: dict, budget_s: float, path: Path) -> None:
-    """Mean hypervolume curves as a small SVG (no browser needed, unlike plotly's PNG export)."""
-    width, height, pad = 640, 360, 60
-    curves = {m: [statistics.fmean(hv[k][i] for k in hv if k[0] == m) for i in range(len(FRACTIONS))]
-              for m in METHODS if any(k[0] == m for k in hv)}
-    top = max(max(c) for c in curves.values()) or 1.0
-    x = lambda f: pad + f * (width - 2 * pad)  # noqa: E731
-    y = lambda v: height - pad - v / top * (height - 2 * pad)  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{width / 2}" y="20" text-anchor="middle">{space}: mean hypervolume vs CPU-seconds spent</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="black"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>']
-    for f in (0.0, 0.5, 1.0):
-        parts.append(f'<text x="{x(f)}" y="{height - pad + 18}" text-anchor="middle">{f * budget_s:.0f} s</text>')
-    for v in (0.0, top / 2, top):
-        parts.append(f'<text x="{pad - 6}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>')
-    for i, (m, curve) in enumerate(curves.items()):
-        points = " ".join(f"{x(f):.1f},{y(v):.1f}" for f, v in zip(FRACTIONS, curve))
-        parts.append(f'<polyline fill="none" stroke="{COLOURS[m]}" stroke-width="2" points="{points}"/>')
-        parts.append(f'<text x="{width - pad - 110}" y="{height - pad - 20 - 16 * i}" fill="{COLOURS[m]}">{m}</text>')
-    path.write_text("\n".join([*parts, "</svg>"]))
+def jobs_for(parts: list[str], seeds: int, trials: int) -> list[dict]:
+    jobs = []
+    if "tables" in parts:
+        limits = {m: GP_LIMITS if m == "gp" else (seeds, trials) for m in METHODS}
+        jobs += [{"part": "tables", "task": t, "method": m, "seed": s, "workers": 1, "budget": f"{limits[m][1]}trials"}
+                 for t in TABLES for m in METHODS for s in range(min(seeds, limits[m][0]))]
+    if "workers" in parts:
+        jobs += [{"part": "workers", "task": t, "method": m, "seed": s, "workers": 8, "budget": f"{trials}trials"}
+                 for t in TABLES for m in WORKER_METHODS for s in range(seeds)]
+    if "curves" in parts:
+        budget = f"{curves_budget_h():.6f}cpu-h"
+        jobs += [{"part": "curves", "task": "cora-curves", "method": m, "seed": s, "workers": 1, "budget": budget}
+                 for m in CURVE_METHODS for s in range(seeds)]
+    # seed by seed, GP's few long searches last: a run cut short (SIGINT) keeps whole seeds of every method
+    return sorted(jobs, key=lambda j: (j["method"] == "gp", j["seed"], j["part"]))
 
 
-def overhead(folder: Path, trials: int) -> list[dict]:
-    """The same Cora configs (random sampler, same seed) through Ray with 1 and then 2 workers.
+def curves_budget_h(full_trials: int = 50) -> float:
+    """The curves searches' budget: what ``full_trials`` trials of the table's median training time cost."""
+    import gzip
 
-    Per trial, the engine's time is what the trial held minus what its trial function took (Optuna's
-    start/complete stamps vs ``trial_wall_s``: ask, sampling, Ray scheduling, storing) plus the gap before
-    the worker's next trial. Each worker's first trial (the Ray actor starting, imports, data loading)
-    and Ray's own start are one-off costs, reported apart. Throughput: trials per minute from the first
-    trial's start to the last one's end."""
-    from autotradeoff.search import search
+    from autotradeoff.tasks.tabular import curves_path
 
-    space = folder / "cora-overhead.yaml"
-    space.write_text(OVERHEAD_SPACE)
-    rows = []
-    for workers in (1, 2):
-        start = time.perf_counter()
-        found = search("cora", f"{trials}trials", space=str(space), study=f"overhead-{workers}",
-                       storage=f"sqlite:///{folder}/overhead.db", workers=workers, sampler="random", seed=0,
-                       remeasure=0, early_stop=False, warm_start=False, ray_dir=folder / "ray")
-        wall = time.perf_counter() - start
-        done = sorted((t for t in found.study.get_trials() if "trial_wall_s" in t.user_attrs), key=lambda t: t.datetime_start)
-        first_of_worker = {t.number for t in done[:workers]}
-        steady = [t for t in done if t.number not in first_of_worker]
-        ends = sorted(t.datetime_complete for t in done)
-        engine = []
-        for t in steady:
-            held = (t.datetime_complete - t.datetime_start).total_seconds() - t.user_attrs["trial_wall_s"]
-            before = max((e for e in ends if e <= t.datetime_start), default=t.datetime_start)
-            engine.append(held + (t.datetime_start - before).total_seconds())
-        inside = sum(t.user_attrs["trial_wall_s"] for t in steady)
-        span = (ends[-1] - done[0].datetime_start).total_seconds()
-        rows.append({"workers": workers, "trials": len(done), "search_wall_s": wall, "trials_span_s": span,
-                     "one_off_s": wall - span + sum((t.datetime_complete - t.datetime_start).total_seconds()
-                                                    - t.user_attrs["trial_wall_s"] for t in done[:workers]) / workers,
-                     "engine_per_trial_s": statistics.fmean(engine), "trial_fn_mean_s": inside / len(steady),
-                     "engine_share": sum(engine) / inside, "trials_per_min": 60 * len(done) / span})
-    return rows
+    with gzip.open(curves_path(), "rt") as handle:
+        times = [r["metrics"]["train_time_s"] for r in json.load(handle)["rows"]]
+    return full_trials * statistics.median(times) / 3600
 
 
-def report(rows: list[dict], over: list[dict], args: argparse.Namespace, seconds: float) -> list[str]:
-    tables, lines = [], []
-    for s in args.spaces:
-        hv, ref, best = curves([r for r in rows if r["space"] == s], args.budget_s)
-        table, verdict = summarise(s, hv, best, rows)
-        tables += table
-        lines += [*verdict, f"  reference point (losses): {', '.join(f'{x:.4g}' for x in ref)}; hypervolume of every "
-                  f"point any run found: {best:.4g}"]
-        plot_svg(s, hv, args.budget_s, OUT / f"search_efficiency_{s}.svg")
-    write_csv(tables, OUT / "search_efficiency.csv")
-    one, two = over
-    speedup = two["trials_per_min"] / one["trials_per_min"]
-    return [
-        "# Search efficiency (issue 7)", "",
-        f"`python benchmarks/search_efficiency.py --spaces {' '.join(args.spaces)} --seeds {args.seeds} "
-        f"--budget-s {args.budget_s:g}`, {seconds:.0f} s, {args.jobs} searches at once on "
-        f"{os.cpu_count()} CPU cores, one thread per trial. Budget: CPU-seconds charged to trials.", "",
-        "## Targets", "", *lines,
-        f"- engine overhead (Ray, 1 worker, {one['trials']} small Cora trials of {one['trial_fn_mean_s']:.2f} s on average): "
-        f"{one['engine_per_trial_s']:.3f} s per trial outside the trial function, {one['engine_share']:.1%} of trial time "
-        f"(target <= 5%: {'met' if one['engine_share'] <= 0.05 else 'MISSED'}); one-off start {one['one_off_s']:.1f} s.",
-        f"- throughput 2 workers vs 1 on {os.cpu_count()} cores: {speedup:.2f}x (target >= 1.8x: "
-        f"{'met' if speedup >= 1.8 else 'MISSED'}); a trial function took {two['trial_fn_mean_s'] / one['trial_fn_mean_s']:.2f}x "
-        "as long with two running.", "",
-        "## Hypervolume by budget share (mean over seeds)", "",
-        "`of_best_known`: share of the hypervolume of all points every run of the space found together; "
-        "`gap_vs_random`: the method's distance to that, divided by random search's.", "",
-        *markdown_table(tables, ["space", "method", "seeds", "trials", "pruned", "hv_final", "hv_std", "vs_random",
-                                 "of_best_known", "gap_vs_random", "budget_to_random_final", "hv@25%", "hv@50%"]), "",
-        *(f"![{s}](search_efficiency_{s}.svg)" for s in args.spaces), "",
-        "Every trial of every run: `search_efficiency_trials.csv`.", "",
-        "## Engine overhead", "", *markdown_table(over, list(over[0])), "",
-    ]
+def ensure_curves_table(jobs: int) -> None:
+    from autotradeoff.tasks.tabular import curves_path
 
+    if not curves_path().is_file():
+        from cora_curves import build
 
-def _read_csv(path: Path) -> list[dict]:
-    import csv
-
-    def value(text: str):
-        try:
-            return float(text) if any(c in text for c in ".e") or text.lstrip("-").isdigit() else text
-        except ValueError:
-            return text
-
-    with open(path, newline="") as handle:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        build(curves_path(), epochs=200, limit=None, jobs=jobs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget-s", type=float, default=200.0, help="CPU-seconds of trials per search")
-    parser.add_argument("--jobs", type=int, default=2, help="searches at once (one thread each)")
+    parser.add_argument("--parts", nargs="+", default=["tables", "workers", "curves", "throughput", "live"],
+                        choices=["tables", "workers", "curves", "throughput", "live"])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=2, help="searches at once")
     parser.add_argument("--overhead-trials", type=int, default=24)
-    parser.add_argument("--rerun", nargs="+", metavar="METHOD:SPACE:SEED",
-                        help="run these searches again and replace their rows in the last run's trials CSV")
-    parser.add_argument("--report-only", type=float, metavar="SECONDS",
-                        help="rewrite the report from the last run's CSVs (SECONDS: how long that run took)")
+    parser.add_argument("--live-spaces", nargs="+", default=["cora"])
+    parser.add_argument("--live-seeds", type=int, default=3)
+    parser.add_argument("--live-budget-s", type=float, default=400.0)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the stored runs")
+    parser.add_argument("--note", help="the scope of a reduced run, written first in the report (with --report-only too)")
     args = parser.parse_args()
-    if args.rerun:
-        folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
-        again = [(m, sp, int(seed), args.budget_s, folder) for m, sp, seed in (r.split(":") for r in args.rerun)]
-        with ProcessPoolExecutor(args.jobs) as pool:
-            fresh = [row for run in pool.map(one_run, again) for row in run]
-        redone = {(m, sp, float(seed)) for m, sp, seed, _, _ in again}
-        kept = [r for r in _read_csv(OUT / "search_efficiency_trials.csv") if (r["method"], r["space"], r["seed"]) not in redone]
-        write_csv([*kept, *({k: v for k, v in r.items() if k != "losses"} for r in fresh)], OUT / "search_efficiency_trials.csv")
-        return
-    if args.report_only is not None:
-        rows = _read_csv(OUT / "search_efficiency_trials.csv")
-        for r in rows:  # both spaces: accuracy (max) vs latency_ms (min)
-            r["losses"] = (-r["accuracy"], r["latency_ms"]) if r["state"] == "COMPLETE" else None
-        over, seconds = _read_csv(OUT / "search_efficiency_overhead.csv"), args.report_only
-    else:
-        os.environ.setdefault("AUTOTRADEOFF_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-        folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+    os.environ.setdefault("AUTOTRADEOFF_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    stored = _load(RUNS) if RUNS.is_file() else {"runs": [], "live": {}, "seconds": {}}
+    if not args.report_only:
+        stored = run_parts(args, stored)
+    if args.note:
+        stored["note"] = args.note
+    _save(RUNS, stored)
+    write_report(stored, OUT, scale_of, losses, args)
+
+
+def run_parts(args: argparse.Namespace, stored: dict) -> dict:
+    """Run the chosen parts (replacing their earlier runs) and keep the others' stored results."""
+    folder = Path(tempfile.mkdtemp(prefix="search-efficiency-"))
+    if "throughput" in args.parts:  # first: real trials, alone on the machine
+        from search_live import throughput
+
         started = time.time()
-        over = overhead(folder, args.overhead_trials)  # first: minutes, and alone on the machine
-        write_csv(over, OUT / "search_efficiency_overhead.csv")
-        jobs = [(m, s, seed, args.budget_s, folder) for s in args.spaces for seed in range(args.seeds) for m in METHODS]
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [row for run in pool.map(one_run, jobs) for row in run]
-        write_csv([{k: v for k, v in r.items() if k != "losses"} for r in rows], OUT / "search_efficiency_trials.csv")
-        seconds = time.time() - started
-    lines = report(rows, over, args, seconds)
-    (OUT / "search_efficiency.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        stored["live"]["throughput"] = throughput(folder, args.overhead_trials)
+        stored["seconds"]["throughput"] = time.time() - started
+    if "curves" in args.parts:
+        started = time.time()
+        ensure_curves_table(args.jobs)
+        stored["seconds"]["curves_table"] = time.time() - started
+    tabular = [p for p in args.parts if p in ("tables", "workers", "curves")]
+    if tabular:
+        started = time.time()
+        fresh = _searches(jobs_for(tabular, args.seeds, args.trials), args.jobs)
+        stored["runs"] = [r for r in stored["runs"] if r["part"] not in tabular] + fresh
+        for part in tabular:
+            stored["seconds"][part] = (time.time() - started) * sum(r["wall_s"] for r in fresh if r["part"] == part) / max(
+                sum(r["wall_s"] for r in fresh), 1e-9)
+    if "live" in args.parts:
+        from search_live import live
+
+        started = time.time()
+        stored["live"]["live"] = live(folder, args.live_spaces, args.live_seeds, args.live_budget_s, args.jobs)
+        stored["seconds"]["live"] = time.time() - started
+    stored["args"] = {**stored.get("args", {}), **{k: v for k, v in vars(args).items() if k not in ("report_only", "note")}}
+    return stored
+
+
+def _searches(jobs: list[dict], workers: int) -> list[dict]:
+    """Every job's result, ``workers`` at once; on SIGINT (``timeout -s INT``) the results so far."""
+    fresh: list[dict] = []
+    pool = ProcessPoolExecutor(workers)
+    try:
+        for job, future in [(job, pool.submit(one, job)) for job in jobs]:
+            try:
+                fresh.append(future.result())
+            except Exception as error:  # one search failing is reported, not the end of the others
+                print(f"failed: {job['task']} {job['method']} seed {job['seed']}: {error!r}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(fresh)} of {len(jobs)} searches done; keeping those", file=sys.stderr)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return fresh
+
+
+def _load(path: Path) -> dict:
+    import gzip
+
+    with gzip.open(path, "rt") as handle:
+        return json.load(handle)
+
+
+def _save(path: Path, data: dict) -> None:
+    import gzip
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as handle:
+        json.dump(data, handle, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else str(v))
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":

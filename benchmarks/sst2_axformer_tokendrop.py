@@ -1,22 +1,29 @@
-"""SST-2 dev with all-MiniLM-L6-v2, measured side by side in one run (issue 3's targets):
+"""SST-2 with all-MiniLM-L6-v2: issue 15's targets, measured side by side in one run.
 
-1. fine-tuning: plain random batches vs TokenDrop + BucketSampler (paper: width 5, mod-width drop)
-   vs exact-length buckets (width 1): accuracy, padding share, optimizer steps, wall time;
-2. AxFormer on the plain fine-tune: the paper's greedy pass vs the best config a search found
-   (``accuracy >= baseline, min latency``); latency of every model re-measured at the end in
-   interleaved rounds, so machine drift hits all of them alike.
+Every run is fine-tuned with the same seeds (0, 1, 2), so each seed's models share their head initialisation
+and, where the batching is the same, their batch order: differences are paired by seed and by sentence.
+1. plain fine-tune (random batches of 32): the baseline;
+2. TokenDrop + BucketSampler, the paper's settings (exact-length buckets, mod-5 TokenDrop capped at 20% of a
+   sentence, dropout 0.025, batch cap 64/256/512 with sqrt LR scaling);
+3. AxFormer sites: a plan fixed before training (whole blocks from the top, the least removal whose untrained
+   model is >= 1.6x faster at batch 1 and 32: structure only), re-fine-tuned from the pretrained weights;
+4. AxFormer greedy pass (validation loss within 10% of the fine-tune's) on each seed's fine-tune, re-fine-tuned
+   from the pretrained weights.
+Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
+greedy pass selects on. Intervals of the test-accuracy difference to the plain fine-tune: paired bootstrap
+95% over dev sentences of the 3-seed mean (``ci``), and the t interval over the 3 per-seed differences
+(``seed_ci``). Fine-tuning runs one job at a time on ``--threads`` threads; latency is re-measured for
+every distinct model at the end, alone, in interleaved rounds at 1 thread (batch 1: a median-length dev
+sentence; batch 32: the first 32 dev sentences).
 
-Accuracy differences carry a paired bootstrap 95% interval over the dev sentences (one fine-tuning
-seed: the interval covers dev sampling noise, not seed noise). The search picks on dev accuracy,
-as the search's front does, so its row is optimistic by the selection effect; the greedy pass
-selects on the held-out train slice only.
-
-    python benchmarks/sst2_axformer_tokendrop.py            # ~30 min on one CPU core
+    python benchmarks/sst2_axformer_tokendrop.py          # the issue's size: hours on 2 CPU cores
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import tempfile
@@ -26,155 +33,198 @@ from pathlib import Path
 import torch
 from tables import markdown_table, write_csv  # benchmarks/tables.py
 
-from autotradeoff import pareto
-from autotradeoff.cost import measure_latency
-from autotradeoff.errors import UsageError
-from autotradeoff.search import search
+from autotradeoff.cost import count_flops, measure_latency
 from autotradeoff.tasks import get_task
 from autotradeoff.tasks.glue_model import collate, predict
-from autotradeoff.techniques import axformer
 
-SITES = """\
-task: sst2
-objectives: {{accuracy: max, latency_ms: min}}
-knobs:
-  lr: {lr}
-  epochs: {epochs}
-  hard_attn_layers: {{low: 0, high: 6}}
-  hard_attn_k: {{low: 4, high: 32}}
-  drop_attn_layers: {{low: 0, high: 3}}
-  drop_ffn_layers: {{low: 0, high: 3}}
-  heads_kept: {{low: 0.25, high: 1.0}}
-  ffn_kept: {{low: 0.25, high: 1.0}}
-fidelity: {{train_size: {train_size}, max_length: {max_length}, threads: {threads}}}
-"""
+PAPER = {"tokendrop.batching": "bucket", "tokendrop.drop_mode": "mod-width", "tokendrop.bucket_width": 5,
+         "tokendrop.max_drop": 0.2, "tokendrop.batch_growth": True, "tokendrop.lr_scaling": "sqrt", "dropout": 0.025}
+RUNS = {
+    "plain fine-tune (random batches of 32)": {},
+    "TokenDrop + BucketSampler, paper settings": PAPER,
+    "AxFormer sites {sites}, re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained"},
+    "AxFormer greedy (loss +10%), re-fine-tuned from pretrained": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1},
+}
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t, two-sided 95%, by degrees of freedom
 
 
-def paired_interval(a: list[int], b: list[int], labels: list[int], rng: random.Random, n: int = 2000) -> tuple[float, float]:
-    """95% bootstrap interval of accuracy(b) - accuracy(a) over the same resampled sentences."""
-    diffs = [(pb == y) - (pa == y) for pa, pb, y in zip(a, b, labels)]
+def paired_interval(a: list[list[int]], b: list[list[int]], labels: list[int], rng: random.Random,
+                    n: int = 2000) -> tuple[float, float]:
+    """95% bootstrap interval over sentences of mean-over-seeds accuracy(b) - accuracy(a)."""
+    diffs = [statistics.fmean((pb[i] == y) - (pa[i] == y) for pa, pb in zip(a, b)) for i, y in enumerate(labels)]
     stats = sorted(sum(diffs[rng.randrange(len(diffs))] for _ in diffs) / len(diffs) for _ in range(n))
     return stats[int(0.025 * n)], stats[int(0.975 * n)]
 
 
-def interleaved_latency(models: dict, one: dict, many: dict, *, rounds: int, threads: int) -> dict[str, dict]:
-    """Per model: median of per-round medians at batch 1 and 32, and their spread (IQR) across rounds."""
+def seed_interval(diffs: list[float]) -> tuple[float, float]:
+    """t interval (95%) of the mean of per-seed differences."""
+    if len(diffs) < 2:
+        return float("nan"), float("nan")
+    half = T_975.get(len(diffs) - 1, 2.0) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return statistics.fmean(diffs) - half, statistics.fmean(diffs) + half
+
+
+def sites_for(task, fidelity: dict, target: float, candidates: list[tuple[int, int]]) -> dict:
+    """The least removal among ``candidates`` ((FFN blocks, attention blocks) from the top) whose untrained
+    model is >= ``target`` x faster than the untrained plain one at batch 1 and 32 (structure only: no
+    accuracy is looked at)."""
+    plain = task.precheck(task.fill_config({}), fidelity, device="cpu")
+    for ffn, attn in candidates:
+        config = {"axformer.drop_ffn_layers": ffn, "axformer.drop_attn_layers": attn}
+        costs = task.precheck(task.fill_config(config), fidelity, device="cpu")
+        ratios = plain["latency_ms"] / costs["latency_ms"], plain["latency_b32_ms"] / costs["latency_b32_ms"]
+        print(f"sites FFN {ffn} + attention {attn}: {ratios[0]:.2f}x / {ratios[1]:.2f}x", flush=True)
+        if min(ratios) >= target:
+            return config
+    return config
+
+
+def interleaved_latency(models: dict, one: dict, many: dict, *, rounds: int) -> dict[str, dict]:
+    """Per model: median of per-round medians at batch 1 and 32, and the spread (IQR) of the batch-1 rounds."""
     samples = {name: {"b1": [], "b32": []} for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            samples[name]["b1"].append(measure_latency(lambda m=model: m(**one), warmup=2, repeats=10, threads=threads, model=model).median_ms)
-            samples[name]["b32"].append(measure_latency(lambda m=model: m(**many), warmup=1, repeats=2, threads=threads, model=model).median_ms)
+            samples[name]["b1"].append(measure_latency(lambda m=model: m(**one), warmup=2, repeats=10, threads=1, model=model).median_ms)
+            samples[name]["b32"].append(measure_latency(lambda m=model: m(**many), warmup=1, repeats=3, threads=1, model=model).median_ms)
     out = {}
     for name, s in samples.items():
-        q1, q3 = (statistics.quantiles(s["b1"], n=4)[i] for i in (0, 2))
+        q1, _, q3 = statistics.quantiles(s["b1"], n=4) if len(s["b1"]) > 1 else s["b1"] * 3
         out[name] = {"b1": statistics.median(s["b1"]), "b1_iqr": q3 - q1, "b32": statistics.median(s["b32"])}
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--trials", type=int, default=20, help="AxFormer sites search trials")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
-    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    task = get_task("sst2")
-    fidelity = task.fill_fidelity({"train_size": args.train_size, "max_length": 64, "threads": args.threads})
-    dev = task.data(fidelity)[2]
-    labels = [e.label for e in dev]
-    base = {"lr": args.lr, "epochs": args.epochs}
-    runs = {
-        "plain fine-tune (random batches of 32)": base,
-        "TokenDrop + BucketSampler (width 5, mod-width drop)": {**base, "batching": "bucket", "drop_mode": "mod-width"},
-        "BucketSampler, exact-length buckets (width 1)": {**base, "batching": "bucket", "bucket_width": 1},
-        "AxFormer greedy pass (paper defaults)": {**base, "ax_mode": "greedy"},
-    }
-    rows, models, predictions = [], {}, {}
-    for name, config in runs.items():
-        start = time.perf_counter()
-        model, train, passes = task.build(task.fill_config(config), fidelity, device="cpu")
-        predictions[name] = predict(model, dev, "cpu")
-        models[name] = model
-        rows.append({"run": name, "train_time_s": train.time_s, "train_steps": train.steps,
-                     "padding_pct": 100 * train.padding_fraction, "selection_passes": passes,
-                     "stage_wall_s": time.perf_counter() - start})
-        print(f"{name}: {rows[-1]}", flush=True)
-    baseline_name = next(iter(runs))
-    base_acc = sum(p == y for p, y in zip(predictions[baseline_name], labels)) / len(labels)
+def train_all(task, fidelity: dict, configs: dict, seeds: list[int]) -> dict:
+    """Per run and seed: the model, test and validation predictions, and training stats."""
+    _, validation, test = task.data(fidelity)
+    results = {}
+    for name, config in configs.items():
+        for seed in seeds:
+            start = time.perf_counter()
+            model, train, passes = task.build(task.fill_config(config), fidelity, device="cpu", seed=seed)
+            results[name, seed] = {"model": model, "test": predict(model, test, "cpu"), "val": predict(model, validation, "cpu"),
+                                   "train": train, "passes": passes, "wall_s": time.perf_counter() - start}
+            print(f"{name} seed {seed}: {train.time_s:.0f} s, {train.steps} steps, padding {train.padding_fraction:.3f}, "
+                  f"{passes} passes, test {accuracy(results[name, seed]['test'], test):.4f}", flush=True)
+    return results
 
-    with tempfile.TemporaryDirectory() as tmp:
-        space = Path(tmp) / "sites.yaml"
-        space.write_text(SITES.format(lr=args.lr, epochs=args.epochs, train_size=args.train_size, max_length=64,
-                                      threads=args.threads))
-        start = time.perf_counter()
-        found = search("sst2", f"{args.trials}trials", space=str(space), study="bench", storage=f"sqlite:///{tmp}/b.db",
-                       runner="local", seed=0)
-        trial_rows = pareto.rows_of(found.study)
-        approximated = [r for r in trial_rows if not axformer.is_off(task.fill_config(r["config"]))]
-        for rule in (f"accuracy>={base_acc - 1e-9}, min latency_ms",  # the target: no accuracy lost
-                     f"accuracy>={base_acc - 0.01}, min latency_ms",  # else: within a point (dev noise)
-                     "max accuracy"):
-            try:
-                chosen = pareto.pick(approximated, rule)
-                break
-            except UsageError:  # no approximation passes this rule: relax it, and say which one picked
-                continue
-        search_wall = time.perf_counter() - start
-    name = f"AxFormer sites, {args.trials}-trial search (trial {chosen['number']}, picked by {rule.split(',')[0]})"
-    model, train, _ = task.build(task.fill_config(chosen["config"]), fidelity, device="cpu")
-    predictions[name], models[name] = predict(model, dev, "cpu"), model
-    rows.append({"run": name, "train_time_s": train.time_s, "train_steps": train.steps,
-                 "padding_pct": 100 * train.padding_fraction, "selection_passes": 0, "stage_wall_s": search_wall})
 
+def accuracy(predictions: list[int], rows: list) -> float:
+    return sum(p == e.label for p, e in zip(predictions, rows)) / len(rows)
+
+
+def measure(results: dict, dev: list, rounds: int) -> dict:
+    """Latency of every distinct architecture (by its plan), measured at the end in interleaved rounds."""
     median = statistics.median_low(len(e.ids) for e in dev)
-    one = collate([next(e for e in dev if len(e.ids) == median)], "cpu")
-    many = collate(dev[:32], "cpu")
+    one, many = collate([next(e for e in dev if len(e.ids) == median)], "cpu"), collate(dev[:32], "cpu")
     for inputs in (one, many):
         inputs.pop("labels")
-    latency = interleaved_latency({k: models[k] for k in models}, one, many, rounds=args.rounds, threads=args.threads)
-    rng = random.Random(0)
-    base_row = rows[0]
-    for row in rows:
-        model, run = models[row["run"]], row["run"]
-        acc = sum(p == y for p, y in zip(predictions[run], labels)) / len(labels)
-        low, high = paired_interval(predictions[baseline_name], predictions[run], labels, rng)
-        row.update(accuracy=acc, acc_diff_ci=f"[{low:+.3f}, {high:+.3f}]", params=sum(p.numel() for p in model.parameters()),
-                   latency_b1_ms=latency[run]["b1"], latency_b1_iqr_ms=latency[run]["b1_iqr"], latency_b32_ms=latency[run]["b32"])
+    arch = {key: json.dumps(getattr(r["model"].config, "axformer_plan", None)) for key, r in results.items()}
+    distinct = {plan: results[key]["model"] for key, plan in arch.items()}
+    timed = interleaved_latency({plan: m.eval() for plan, m in distinct.items()}, one, many, rounds=rounds)
+    flops = {plan: float(count_flops(lambda m=m: m(**one))) for plan, m in distinct.items()}
+    return {key: {**timed[plan], "flops": flops[plan]} for key, plan in arch.items()}
+
+
+def summarise(results: dict, latency: dict, names: list[str], seeds: list[int], validation: list, test: list) -> list[dict]:
+    labels, rng, base = [e.label for e in test], random.Random(0), names[0]
+    rows = []
+    for name in names:
+        runs = [results[name, s] for s in seeds]
+        accs = [accuracy(r["test"], test) for r in runs]
+        diffs = [a - accuracy(results[base, s]["test"], test) for a, s in zip(accs, seeds)]
+        low, high = paired_interval([results[base, s]["test"] for s in seeds], [r["test"] for r in runs], labels, rng)
+        seed_low, seed_high = seed_interval(diffs)
+        mean = lambda key, name=name: statistics.fmean(latency[name, s][key] for s in seeds)  # noqa: E731
+        rows.append({"run": name, "test_accuracy": statistics.fmean(accs), "test_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                     "diff": statistics.fmean(diffs), "ci": f"[{low:+.4f}, {high:+.4f}]", "seed_ci": f"[{seed_low:+.4f}, {seed_high:+.4f}]",
+                     "ci_low": low, "ci_high": high, "val_accuracy": statistics.fmean(accuracy(r["val"], validation) for r in runs),
+                     "latency_b1_ms": mean("b1"), "latency_b1_iqr_ms": mean("b1_iqr"), "latency_b32_ms": mean("b32"),
+                     "flops": mean("flops"), "params": statistics.fmean(sum(p.numel() for p in r["model"].parameters()) for r in runs),
+                     "train_time_s": statistics.fmean(r["train"].time_s for r in runs),
+                     "train_steps": statistics.fmean(r["train"].steps for r in runs),
+                     "padding_pct": 100 * statistics.fmean(r["train"].padding_fraction for r in runs),
+                     "selection_passes": statistics.fmean(r["passes"] for r in runs)})
     for row in rows:
         row["speedup_b1"] = rows[0]["latency_b1_ms"] / row["latency_b1_ms"]
         row["speedup_b32"] = rows[0]["latency_b32_ms"] / row["latency_b32_ms"]
-        row["finetune_speedup"] = base_row["train_time_s"] / row["train_time_s"] if row["train_time_s"] else float("nan")
-    write(rows, args, trial_count=len(trial_rows))
+        row["finetune_speedup"] = rows[0]["train_time_s"] / row["train_time_s"]
+    return rows
 
 
-def write(rows: list[dict], args: argparse.Namespace, *, trial_count: int) -> None:
+def targets(rows: list[dict]) -> list[str]:
+    base, check = rows[0], (lambda ok: "met" if ok else "MISSED")  # noqa: E731
+    tokendrop = [r for r in rows if r["run"].startswith("TokenDrop")]
+    axformer = [r for r in rows if r["run"].startswith("AxFormer")]
+    greedy = next(r for r in axformer if "greedy" in r["run"])
+    lines = ["", "Targets (issue 15):"]
+    for r in tokendrop:
+        ok = r["padding_pct"] <= 1 and r["finetune_speedup"] >= 2.5 and r["test_accuracy"] >= base["test_accuracy"]
+        lines.append(f"- {r['run']}: padding <= 1%, fine-tuning >= 2.5x faster, test accuracy >= plain: {check(ok)} "
+                     f"(padding {r['padding_pct']:.2f}%, {r['finetune_speedup']:.2f}x, {r['test_accuracy']:.4f} vs "
+                     f"{base['test_accuracy']:.4f})")
+    for r in axformer:
+        ok = min(r["speedup_b1"], r["speedup_b32"]) >= 1.5 and r["diff"] >= -0.005 and r["ci_low"] <= 0 <= r["ci_high"]
+        lines.append(f"- {r['run']}: >= 1.5x lower latency at batch 1 and 32, test accuracy within 0.5 point, interval "
+                     f"holds 0: {check(ok)} ({r['speedup_b1']:.2f}x / {r['speedup_b32']:.2f}x, {r['diff']:+.4f} {r['ci']})")
+    ok = greedy["test_accuracy"] >= base["test_accuracy"] and greedy["speedup_b1"] > 1 and greedy["speedup_b32"] > 1
+    lines.append(f"- {greedy['run']}: test accuracy >= plain with lower latency: {check(ok)} "
+                 f"({greedy['test_accuracy']:.4f} vs {base['test_accuracy']:.4f}, {greedy['speedup_b1']:.2f}x / {greedy['speedup_b32']:.2f}x)")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--val-size", type=int, default=872, help="validation sentences (the greedy pass runs over them)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
+    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
+    args = parser.parse_args()
+    if not os.environ.get("AUTOTRADEOFF_CACHE"):  # cold: every model is trained in this run
+        os.environ["AUTOTRADEOFF_CACHE"] = tempfile.mkdtemp(prefix="sst2-bench-")
+    torch.set_num_threads(args.threads)
+    task = get_task("sst2")
+    fidelity = task.fill_fidelity({"train_size": args.train_size, "val_size": args.val_size, "max_length": 64, "threads": args.threads,
+                                   "latency_warmup": 2, "latency_repeats": 10})
+    sites = sites_for(task, {**fidelity, "threads": 1}, 1.6, [(2, 2), (3, 2), (4, 2), (3, 3), (4, 3), (5, 3)])
+    torch.set_num_threads(args.threads)
+    label = f"(FFN top {sites['axformer.drop_ffn_layers']}, attention top {sites['axformer.drop_attn_layers']})"
+    configs = {name.format(sites=label): {"lr": args.lr, "epochs": args.epochs, **config, **(sites if "sites" in name else {})}
+               for name, config in RUNS.items()}
+    started = time.perf_counter()
+    results = train_all(task, fidelity, configs, list(range(args.seeds)))
+    latency = measure(results, task.data(fidelity)[2], args.rounds)
+    _, validation, test = task.data(fidelity)
+    rows = summarise(results, latency, list(configs), list(range(args.seeds)), validation, test)
+    write(rows, args, time.perf_counter() - started, configs)
+
+
+def write(rows: list[dict], args: argparse.Namespace, wall: float, configs: dict) -> None:
     stem = args.out / "sst2_axformer_tokendrop"
     write_csv(rows, stem.with_suffix(".csv"))
-    cols = ["run", "accuracy", "acc_diff_ci", "latency_b1_ms", "latency_b1_iqr_ms", "speedup_b1", "latency_b32_ms",
-            "speedup_b32", "params", "train_time_s", "finetune_speedup", "padding_pct", "train_steps", "selection_passes"]
-    lines = [f"# SST-2 dev (872 sentences), all-MiniLM-L6-v2, CPU, {args.threads} thread(s)", "",
-             f"Fine-tuning: {args.train_size} training sentences, {args.epochs} epochs, lr {args.lr}, max length 64, "
-             f"one seed. Latency re-measured for all models in {args.rounds} interleaved rounds (batch 1: a "
-             f"median-length dev sentence; batch 32: the first 32 dev sentences). acc_diff_ci: paired bootstrap 95% "
-             f"interval of accuracy minus the plain fine-tune's. Search: {trial_count} trials of AxFormer sites "
-             "(TPE, the baseline enqueued first), picked among approximated configs by `accuracy >= baseline, "
-             "min latency_ms` on dev, else within 0.01 of it, else the most accurate (the row names the rule).", "",
-             *markdown_table(rows, cols)]
-    base = rows[0]
-    ax = [r for r in rows if r["run"].startswith("AxFormer")]
-    td = [r for r in rows[1:] if not r["run"].startswith("AxFormer")]
-    check = lambda ok: "met" if ok else "MISSED"  # noqa: E731
-    lines += ["", "Targets (issue 3):",
-              *[f"- {r['run']}: >= baseline accuracy at >= 1.5x lower batch-1 latency: "
-                f"{check(r['accuracy'] >= base['accuracy'] and r['speedup_b1'] >= 1.5)} "
-                f"(accuracy {r['accuracy']:.4f} vs {base['accuracy']:.4f}, {r['speedup_b1']:.2f}x)" for r in ax],
-              *[f"- {r['run']}: padding <= 2% and fine-tuning >= 2x faster at >= baseline accuracy: "
-                f"{check(r['padding_pct'] <= 2 and r['finetune_speedup'] >= 2 and r['accuracy'] >= base['accuracy'])} "
-                f"(padding {r['padding_pct']:.1f}%, {r['finetune_speedup']:.2f}x, accuracy {r['accuracy']:.4f})" for r in td]]
+    cols = ["run", "test_accuracy", "test_std", "diff", "ci", "seed_ci", "val_accuracy", "latency_b1_ms", "latency_b1_iqr_ms",
+            "speedup_b1", "latency_b32_ms", "speedup_b32", "flops", "params", "train_time_s", "finetune_speedup", "padding_pct",
+            "train_steps", "selection_passes"]
+    lines = [f"# SST-2, all-MiniLM-L6-v2, CPU: AxFormer and TokenDrop + BucketSampler ({args.seeds} seeds)", "",
+             *([f"**Reduced run** (2 CPU cores, minutes allowed): {args.train_size} training sentences, "
+                f"{args.epochs} epochs, {args.seeds} seeds, {args.val_size} validation sentences. The issue's run needs "
+                "3 seeds at a fidelity where the plain fine-tune reaches >= 0.86 dev accuracy (>= 8000 sentences, 2 "
+                "epochs: several hours on 2 cores; a plain fine-tune of 4000 x 2 epochs took 15 min): "
+                "`python benchmarks/sst2_axformer_tokendrop.py`.", ""]
+               if (args.train_size, args.epochs, args.seeds, args.val_size) != (8000, 2, 3, 872) else []),
+             f"Fine-tuning: {args.train_size} training sentences, {args.epochs} epochs, lr {args.lr}, max length 64, seeds "
+             f"0-{args.seeds - 1}, {args.threads} threads, one job at a time; {wall / 60:.0f} min in all. Test = GLUE dev (872), "
+             f"validation = {args.val_size} stratified training sentences held out. `test_accuracy`: mean over seeds (`test_std` their "
+             "spread); `diff`: minus the plain fine-tune's, paired by seed; `ci`: paired bootstrap 95% interval over dev "
+             "sentences of the seed-mean difference; `seed_ci`: t interval over the per-seed differences. Latency: "
+             f"every distinct model re-measured in {args.rounds} interleaved rounds at 1 thread (mean over a run's seeds). "
+             "`train_time_s`: per seed, everything that produced the model (AxFormer: the plain fine-tune its plan is "
+             "read from, the selection passes, the re-fine-tune).", "",
+             *markdown_table(rows, cols), *targets(rows), "", "Configs:", "",
+             *[f"- {name}: `{json.dumps(config)}`" for name, config in configs.items()]]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -17,7 +17,7 @@ CLI = Path(sys.executable).parent / "autotradeoff"
 
 SMALL_CORA = """\
 task: cora
-objectives: {accuracy: max, latency_ms: min}
+objectives: {val_accuracy: max, latency_ms: min}
 knobs:
   model: {choices: [gcn, sage]}
   layers: {low: 1, high: 2}

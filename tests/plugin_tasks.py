@@ -8,15 +8,15 @@ import time
 
 import torch
 
-from autotradeoff.space import Knob
-from autotradeoff.tasks.base import Task
+from autotradeoff.knobs import Knob
+from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy
 
 
 class FlakyTask(Task):
     name = "plugin_tasks:flaky"
     description = ("test task: accuracy peaks at x=0.3; mode makes the trial raise, return NaN, kill its process, "
                    "run out of memory or hang")
-    knobs = {
+    own_knobs = {
         "x": Knob("x", "float", 0.5, 0.0, 1.0),
         "mode": Knob("mode", "categorical", "ok", choices=("ok", "raise", "nan", "die", "oom", "hang")),
     }
@@ -53,7 +53,7 @@ class StagedTask(FlakyTask):
         return {"latency_ms": 1.0 + 10.0 * config["x"]}
 
     def run(self, config, fidelity, *, device):
-        from autotradeoff.stopping import checkpoint
+        from autotradeoff.progress import checkpoint
 
         accuracy = 1.0 - (config["x"] - 0.3) ** 2
         for step in range(9):
@@ -64,3 +64,47 @@ class StagedTask(FlakyTask):
 
 def staged() -> StagedTask:
     return StagedTask()
+
+
+class SplitTask(FlakyTask):
+    """Validation accuracy varies with x (best at 0.3) while test accuracy is a constant: a search that
+    decided on test would see only ties, so its front, picks and samplers must follow validation."""
+
+    name = "plugin_tasks:split"
+    checkpoints = True
+    metrics = {"val_accuracy": "max", "test_accuracy": "max", "latency_ms": "min"}
+
+    def run(self, config, fidelity, *, device):
+        from autotradeoff.progress import checkpoint
+
+        val = 1.0 - (config["x"] - 0.3) ** 2
+        for step in range(3):
+            checkpoint((step + 1) / 3, val)
+        return {"val_accuracy": val, "test_accuracy": 0.5, "latency_ms": 1.0 + 10.0 * config["x"]}
+
+
+def split() -> SplitTask:
+    return SplitTask()
+
+
+class ConstantTask(FlakyTask):
+    """A classifier whose model predicts one class for every validation example unless ``learns`` is on: its
+    trials must be stored degenerate, off the front, and a search must say its baseline learns nothing."""
+
+    name = "plugin_tasks:constant"
+    learning_settings = ("sleep_s",)
+    own_knobs = {**FlakyTask.own_knobs, "learns": Knob("learns", "categorical", False, choices=(False, True))}
+
+    metrics = {"val_accuracy": "max", "latency_ms": "min", **DEGENERACY_METRICS}
+
+    def run(self, config, fidelity, *, device):
+        labels = [int(i % 10 < 7) for i in range(200)]  # 70% class 1
+        # learning: 80% right; not learning: class 1 for everything (70% right: the majority rate)
+        predictions = [y if i % 5 else 1 - y for i, y in enumerate(labels)] if config["learns"] else [1] * 200
+        share = lambda p, y: sum(a == b for a, b in zip(p, y)) / len(y)  # noqa: E731
+        return {"val_accuracy": share(predictions, labels), "latency_ms": 1.0 + 10.0 * config["x"],
+                **degeneracy(predictions, labels, share)}
+
+
+def constant() -> ConstantTask:
+    return ConstantTask()

@@ -22,6 +22,8 @@ import optuna
 import psutil
 from optuna.trial import TrialState
 
+from autotradeoff.study import record
+
 TESTS = Path(__file__).resolve().parent
 CLI = Path(sys.executable).parent / "autotradeoff"
 SLOW_FLAKY = """\
@@ -31,6 +33,15 @@ knobs:
   x: {low: 0.0, high: 1.0}
 fidelity: {sleep_s: %s}
 """
+
+
+def keep(name: str, figures: dict) -> dict:
+    """Append ``figures`` as one JSON line to the file ``$AUTOTRADEOFF_FIGURES`` names (when set), so a test run
+    leaves what it measured for the report; returns them."""
+    if os.environ.get("AUTOTRADEOFF_FIGURES"):
+        with open(os.environ["AUTOTRADEOFF_FIGURES"], "a", encoding="utf-8") as out:
+            out.write(json.dumps({"scenario": name, **figures}, default=str) + "\n")
+    return {"scenario": name, **figures}
 
 
 def cli_env() -> dict[str, str]:
@@ -72,8 +83,12 @@ def kill_session(pid: int) -> None:
 
 
 def snapshot(storage: str, study: str) -> dict[int, tuple]:
-    """Every trial's (state, values, charge) by number."""
-    loaded = optuna.load_study(study_name=study, storage=storage)
+    """Every trial's (state, values, charge) by number; none while a search killed at start-up made the
+    database but not yet the study."""
+    try:
+        loaded = optuna.load_study(study_name=study, storage=storage)
+    except KeyError:
+        return {}
     return {t.number: (t.state.name, tuple(t.values or ()), json.dumps(t.user_attrs.get("charge"), sort_keys=True))
             for t in loaded.get_trials(deepcopy=False)}
 
@@ -136,10 +151,39 @@ def kill_soak(workdir: Path, *, driver_kills: int = 10, worker_kills: int = 4, b
         failed=sum(t.state == TrialState.FAIL for t in trials), zombies=sum(t.state == TrialState.RUNNING for t in trials),
         duplicate_ids=len(ids) - len(set(ids)), missing_ray_ids=len(started) - len(ids),
         charged=sum("charge" in t.user_attrs for t in trials), budget=budget,
+        counted=sum(record.counts_as_trial(t) for t in trials),
+        interrupted=sum(record.was_interrupted(t) for t in trials),
         recovered=sum("recovered" in t.user_attrs for t in trials),
         fail_reasons=sorted({(t.user_attrs.get("fail_reason") or "")[:60] for t in trials if t.state == TrialState.FAIL}),
     )
     return figures
+
+
+def kill_and_resume(workdir: Path, *, budget: str, kills_after: tuple[float, ...] = (1.0, 3.5, 6.0),
+                    sleep_s: float = 2.0) -> dict:
+    """kill -9 a search (its whole process group) once per entry of ``kills_after``, that many seconds after
+    its first trial worker appeared, re-running the same command after each kill; then run it once more to
+    finish. Returns the finished study's trials and what each interrupted attempt became."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "slow.yaml").write_text(SLOW_FLAKY % sleep_s)
+    storage = f"sqlite:///{workdir / 'studies' / 'kill.db'}"
+    command = ["search", "--task", "plugin_tasks:flaky", "--space", "slow.yaml", "--study", "kill", "--budget", budget,
+               "--workers", "2", "--seed", "3", "--no-progress"]
+    log, killed_at = workdir / "kill.log", []
+    for after in kills_after:
+        proc = start(command, workdir, log)
+        deadline = time.monotonic() + 180
+        while not trial_workers(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(after)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kill_session(proc.pid)
+        killed_at.append(time.time())
+    final = subprocess.run([str(CLI), *command], cwd=workdir, capture_output=True, text=True, env=cli_env(), timeout=900)
+    trials = optuna.load_study(study_name="kill", storage=storage).get_trials()
+    return {"final_exit": final.returncode, "final_stderr": final.stderr[-2000:], "trials": trials,
+            "killed_at": killed_at}
 
 
 def _poll_dashboard(port: int, stop_when: list[subprocess.Popen]) -> tuple[int, int]:
@@ -207,8 +251,8 @@ def write_report(figures: dict[str, dict], path: Path) -> None:
         f"| completed results changed afterwards (duplicates) | {soak['changed_results']} |",
         f"| trials sharing a Ray trial id / without one | {soak['duplicate_ids']} / {soak['missing_ray_ids']} |",
         f"| trials left RUNNING (zombies) | {soak['zombies']} |",
-        f"| soak study: trials / complete / failed / charged (budget) | {soak['trials']} / {soak['complete']} / "
-        f"{soak['failed']} / {soak['charged']} ({soak['budget']} trials) |",
+        f"| soak study: trials / complete / failed / of those interrupted and re-run / counted (budget) | {soak['trials']} / "
+        f"{soak['complete']} / {soak['failed']} / {soak['interrupted']} / {soak['counted']} ({soak['budget']} trials) |",
         f"| results recovered from Ray's files after a kill | {soak['recovered']} |",
         f"| concurrent searches on one SQLite study | {sqlite['processes']} (exit codes {sqlite['exit_codes']}) |",
         f"| lock errors | {sqlite['lock_errors']} |",

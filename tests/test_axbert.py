@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from autotradeoff.cost import count_flops, model_size
-from autotradeoff.techniques.axbert import (
+from autotradeoff.models.bert import (
     drop_attention,
     drop_ffn,
     keep_ffn_neurons,

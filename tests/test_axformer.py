@@ -7,14 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from autotradeoff.apply import save_model_dir
 from autotradeoff.cost import count_flops, model_size
-from autotradeoff.errors import TrialFailed
-from autotradeoff.tasks.glue import GlueTask
-from autotradeoff.techniques.axbert import AxBertForSequenceClassification
-from autotradeoff.techniques.axformer import approximate, greedy_plan, is_off, plan_from_sites
+from autotradeoff.front.apply import save_model_dir
+from autotradeoff.models.bert import AxBertForSequenceClassification
+from autotradeoff.techniques.axformer import AxFormer, approximate, greedy_plan, plan_from_sites, plan_knobs, taylor_importance
 
-DEFAULTS = {name: knob.default for name, knob in GlueTask("sst2").knobs.items()}
+AXFORMER = AxFormer()
+DEFAULTS = AXFORMER.off()
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def logits(model, inputs):
 
 
 def test_defaults_are_off_and_the_full_plan_changes_nothing(classifier, inputs):
-    assert is_off(DEFAULTS)
+    assert AXFORMER.is_off(DEFAULTS)
     plan = plan_from_sites(classifier.bert, DEFAULTS)
     assert torch.allclose(logits(approximate(classifier, plan), inputs), logits(classifier, inputs))
 
@@ -56,26 +55,74 @@ def test_sites_follow_the_papers_order_and_really_shrink_the_model(classifier, i
     assert model_size(classifier)["params"] == model_size(copy.deepcopy(classifier))["params"]  # input untouched
 
 
-def test_too_many_layers_fail_the_trial_with_a_reason(classifier):
-    with pytest.raises(TrialFailed, match="drop_ffn_layers=5 exceeds the model's 4 layers"):
-        plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 5})
+def test_more_layers_than_the_model_has_mean_every_layer(classifier):
+    assert plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 48}) == \
+        plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 4})
+    assert all(site["ffn"] == "drop" for site in plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 5}))
 
 
-def test_greedy_pass_accepts_only_changes_that_pass_the_test(classifier, inputs):
+def batch_losses(inputs):
     def losses(model):
         with torch.no_grad():
             out = model(input_ids=inputs["input_ids"]).logits
         return torch.nn.functional.cross_entropy(out, inputs["labels"], reduction="none")
+    return losses
 
-    base = losses(classifier)
-    config = {**DEFAULTS, "hard_attn_k": 3, "ffn_group_size": 32, "accept_frac": 0.3, "fallback_tol": 1.3}
-    plan, passes = greedy_plan(classifier, losses, config)
-    assert passes > 4 * 3  # every layer tried for top-K, FFN and attention at least
+
+def gradients_on(inputs):
+    def gradients(model, after):
+        model.eval()
+        for half in (slice(0, 4), slice(4, 8)):  # two batches
+            model.zero_grad(set_to_none=True)
+            model(input_ids=inputs["input_ids"][half], labels=inputs["labels"][half]).loss.backward()
+            after()
+        model.zero_grad(set_to_none=True)
+        return 0.0
+    return gradients
+
+
+def test_taylor_importance_ranks_heads_by_their_real_effect_on_the_loss(classifier, inputs):
+    heads, neurons, _ = taylor_importance(classifier, gradients_on(inputs))
+    assert [len(h) for h in heads] == [4] * 4 and [len(n) for n in neurons] == [64] * 4
+    losses = batch_losses(inputs)
+    base = float(losses(classifier).mean())
+    real, estimated = [], []
+    for layer in range(4):
+        for head in range(4):
+            plan = plan_from_sites(classifier.bert, DEFAULTS)
+            plan[layer]["heads"] = [h for h in range(4) if h != head]
+            real.append(abs(float(losses(approximate(classifier, plan)).mean()) - base))
+            estimated.append(float(heads[layer][head]))
+    rank = lambda xs: [sorted(xs).index(x) for x in xs]  # noqa: E731
+    agree = sum((a - b) ** 2 for a, b in zip(rank(real), rank(estimated)))
+    assert 1 - 6 * agree / (16 * (16 ** 2 - 1)) > 0.5  # Spearman correlation of estimate and real change
+    assert all(p.grad is None for p in classifier.parameters())  # no gradients left behind
+
+
+def test_greedy_pass_keeps_the_validation_loss_within_its_tolerance(classifier, inputs):
+    losses = batch_losses(inputs)
+    scores = taylor_importance(classifier, gradients_on(inputs))[:2]
+    base = float(losses(classifier).mean())
     full = plan_from_sites(classifier.bert, DEFAULTS)
-    chosen = losses(approximate(classifier, plan))
-    assert chosen.mean() < base.mean() if plan != full else torch.equal(chosen, base)
-    strict, _ = greedy_plan(classifier, losses, {**config, "accept_frac": 1.0})  # "more than 100%": never
-    assert strict == full
+    for tol in (0.05, 0.3):
+        config = {**DEFAULTS, "ax_mode": "greedy", "ffn_group_size": 16, "loss_tol": tol}
+        plan, passes = greedy_plan(classifier, losses, scores, config)
+        assert passes >= 1 + 2 * 4  # the fine-tuned model, then every whole sublayer alone
+        assert float(losses(approximate(classifier, plan)).mean()) <= (1 + tol) * base + 1e-6
+        assert all(site["heads"] is None or len(site["heads"]) >= 1 for site in plan)
+    assert plan != full  # 30% more loss buys some removal
+    strict, _ = greedy_plan(classifier, losses, scores, {**config, "loss_tol": 0.0, "accept_frac": 1.0})
+    assert bool((losses(approximate(classifier, strict)) <= losses(classifier) + 1e-6).all())  # no sample worse
+
+
+def test_the_plan_cache_key_holds_what_shapes_the_plan_and_nothing_else():
+    greedy = {**DEFAULTS, "ax_mode": "greedy"}
+    assert plan_knobs(greedy) == plan_knobs({**greedy, "refinetune": "off", "refinetune_epochs": 3, "drop_ffn_layers": 2})
+    for knob, value in (("loss_tol", 0.2), ("accept_frac", 0.5), ("ffn_group_size", 256)):
+        assert plan_knobs({**greedy, knob: value}) != plan_knobs(greedy), knob
+    sites = {**DEFAULTS, "heads_kept": 0.5}
+    assert plan_knobs(sites) != plan_knobs({**sites, "heads_kept": 0.75}) != plan_knobs(greedy)
+    assert plan_knobs(sites) == plan_knobs({**sites, "refinetune": "finetuned", "loss_tol": 0.9})
 
 
 def test_model_directory_reloads_with_the_same_outputs(classifier, inputs, tmp_path):
@@ -93,3 +140,26 @@ def test_model_directory_reloads_with_the_same_outputs(classifier, inputs, tmp_p
     for loaded in (ours, remote):
         assert torch.allclose(logits(loaded, inputs), expected, atol=1e-6)
         assert model_size(loaded)["params"] == model_size(small)["params"]
+
+
+def test_an_applied_directory_loads_with_plain_transformers_no_prompt_no_warning(classifier, inputs, tmp_path):
+    """The user's side of `apply`: AutoTokenizer and AutoModelForSequenceClassification on the directory, stdin
+    closed (a prompt would hang a job), nothing on stderr."""
+    import subprocess
+    import sys
+
+    from transformers import BertTokenizerFast
+
+    from conftest import REPO
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(95)]]))
+    small = approximate(classifier, plan_from_sites(classifier.bert, {**DEFAULTS, "drop_ffn_layers": 1, "heads_kept": 0.5}))
+    save_model_dir(small, BertTokenizerFast(str(vocab)), tmp_path / "model", {"task": "sst2"})
+    run = subprocess.run([sys.executable, str(REPO / "examples" / "load_applied_model.py"), str(tmp_path / "model"),
+                          "w1 w2 w3", "w4"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                              "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    assert [line.split("\t")[1] for line in run.stdout.splitlines()] == ["w1 w2 w3", "w4"]
+    assert run.stderr.strip() == "", run.stderr  # no prompt, no warning

@@ -1,6 +1,6 @@
 import pytest
 
-from autotradeoff.budget import Budget, Charge, parse_budget
+from autotradeoff.engine.budget import Budget, Charge, parse_budget
 from autotradeoff.errors import UsageError
 
 

@@ -16,7 +16,7 @@ def stored(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "flaky.yaml").write_text(FLAKY)
     (root / "bad.yaml").write_text(SMALL_CORA.replace("layers: {low: 1, high: 2}", "layers: {low: 3, high: 2}"))
-    (root / "badref.yaml").write_text(SMALL_CORA + "baselines:\n  - {stages: 4}\n")
+    (root / "badref.yaml").write_text(SMALL_CORA + "baselines:\n  - {fastrain.stages: 4}\n")
     (root / "empty").mkdir()
     done = run_cli("search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "3trials",
                    "--runner", "local", "--study", "keep", "--no-progress", cwd=root)
@@ -30,21 +30,24 @@ def digest(path):
 
 CASES = [
     (["search", "--task", "sst3", "--budget", "1trials"],
-     "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, fashion-mnist, mrpc, pubmed, qnli, rte, sst2, or a search space: cora-ensemble"),
+     "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, cora-curves, fashion-mnist, mrpc, nasbench-graph:arxiv"),
     (["search", "--task", "cora", "--budget", "20gpus"], "bad budget '20gpus'; expected a positive number followed by one of gpu-h, cpu-h"),
     (["search", "--task", "cora", "--budget=-3h"], "bad budget '-3h'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "bad.yaml"], "bad.yaml: knobs.layers: low must be <= high; got low=3, high=2"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "badref.yaml"],
-     "badref.yaml: baselines[0].stages is not a searched knob; choices: model, layers"),
+     "badref.yaml: baselines[0].fastrain.stages is not a searched knob; choices: model, layers"),
     (["search", "--task", "cora-fewshot", "--budget", "2trials", "--space", "sst2"], "is a space for task 'sst2', not 'cora'"),
     (["search", "--task", "cora", "--budget", "2trials", "--space", "nope"],
-     "unknown search space 'nope'; choices: cifar10, citeseer, cola, cora, cora-ensemble, cora-fewshot, fashion-mnist, mrpc"),
-    (["search", "--task", "cora", "--budget", "2trials", "--objectives", "accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
+     "unknown search space 'nope'; choices: cifar10, citeseer, cola, cora, cora-curves, cora-ensemble, cora-fewshot, fashion-mnist, mrpc"),
+    (["search", "--task", "cora", "--budget", "2trials", "--objectives", "val_accuracy:max,speed:min"], "--objectives: unknown metric 'speed'"),
     (["search", "--task", "cora", "--budget", "2trials", "--workers", "0"], "--workers must be a whole number >= 1; got 0"),
     (["search", "--task", "cora", "--budget", "2trials", "--storage", "notadb://x"], "cannot open storage 'notadb://x'"),
     (["search", "--task", "cora", "--budget", "2trials", "--storage", "postgresql://me:secret@127.0.0.1:1/db"],
      "cannot open storage 'postgresql://me:***@127.0.0.1:1/db'"),
     (["search", "--task", "cora"], "the following arguments are required: --budget"),
+    (["search", "--task", "cora", "--budget", "2trials", "--storage-wait", "soon"],
+     "--storage-wait 'soon': expected a duration such as 300, 300s, 5m or 1h"),
+    (["search", "--task", "cora", "--budget", "2trials", "--storage-wait", "0s"], "--storage-wait '0s': expected a positive duration"),
     (["search", "--task", "plugin_tasks:flaky", "--space", "flaky.yaml", "--budget", "2trials", "--study", "keep",
       "--objectives", "accuracy,latency_ms:max"], "study 'keep' exists with a different space"),
     (["front", "--study", "nosuch"], "no study database at studies/nosuch.db"),
@@ -92,4 +95,4 @@ def test_listing_commands(stored):
     tasks = run_cli("tasks", cwd=stored)
     assert tasks.returncode == 0 and "cora" in tasks.stdout and "edge_drop" in tasks.stdout
     spaces = run_cli("spaces", cwd=stored)
-    assert spaces.returncode == 0 and "accuracy:max, latency_ms:min" in spaces.stdout
+    assert spaces.returncode == 0 and "val_accuracy:max, latency_ms:min" in spaces.stdout

@@ -1,3 +1,4 @@
+import os
 import time
 
 import torch
@@ -9,10 +10,24 @@ def test_latency_is_median_with_spread_and_restores_threads():
     before = torch.get_num_threads()
     model = torch.nn.Linear(64, 64).eval()
     x = torch.randn(32, 64)
-    stats = measure_latency(lambda: model(x), warmup=2, repeats=9, threads=1, model=model)
-    assert stats.median_ms > 0 and stats.iqr_ms >= 0 and stats.min_ms <= stats.median_ms
-    assert stats.repeats == 9 and stats.threads == 1
+    stats = measure_latency(lambda: model(x), warmup=2, repeats=9, threads=1, model=model, min_seconds=0.0)
+    assert stats.median_ms > 0 and stats.iqr_ms >= 0 and stats.min_ms <= stats.raw_median_ms
+    assert stats.repeats == 9 and stats.threads == 1 and stats.reference_ms > 0
     assert torch.get_num_threads() == before
+    longer = measure_latency(lambda: model(x), warmup=0, repeats=3, threads=1, model=model, min_seconds=0.2)
+    assert 3 < longer.repeats <= 30  # a time floor, capped at 10x the repeats
+
+
+def test_latency_is_scaled_by_the_interleaved_reference_and_can_be_raw(monkeypatch):
+    """The ratio to the reference kernel times the host's reference time: a call that takes as long as the
+    reference kernel itself reads as about that reference time."""
+    from autotradeoff.cost.latency import _reference_call, reference_ms
+
+    scaled = measure_latency(_reference_call, warmup=2, repeats=30, threads=1, min_seconds=0.0)
+    assert 0.7 < scaled.median_ms / reference_ms(1) < 1.4
+    monkeypatch.setenv("AUTOTRADEOFF_TIMING_REFERENCE", "0")
+    raw = measure_latency(_reference_call, warmup=2, repeats=30, threads=1, min_seconds=0.0)
+    assert raw.reference_ms == 0 and raw.median_ms == raw.raw_median_ms
 
 
 def test_latency_refuses_a_model_in_training_mode():
@@ -51,3 +66,52 @@ def test_peak_memory_sees_a_short_lived_allocation_and_not_what_was_held_before(
         time.sleep(0.05)
         del block
     assert 150 < peak.mb < 400 and held.numel()
+
+
+TRAINER = """
+import json, sys, time
+from autotradeoff.cost import alone
+steps = []
+with alone.working():
+    end = time.time() + 1.5
+    while time.time() < end:
+        alone.pause_point()
+        start = time.time()
+        while time.time() - start < 0.02:  # a training step: busy, no pause inside
+            pass
+        steps.append((start, time.time()))
+json.dump(steps, open(sys.argv[1], "w"))
+"""
+TIMER = """
+import json, sys, time
+from autotradeoff.cost import alone
+time.sleep(0.4)
+with alone.working():
+    with alone.alone():
+        start = time.time()
+        time.sleep(0.3)  # the timing phase
+        window = (start, time.time())
+json.dump(window, open(sys.argv[1], "w"))
+"""
+
+
+def test_a_timing_phase_runs_alone_on_the_host_and_training_waits_for_it(tmp_path):
+    """Two processes on real host locks: no training step of one overlaps the other's timing phase."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AUTOTRADEOFF_LOCKS": str(tmp_path / "locks")}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / name)], env=env)
+             for code, name in ((TRAINER, "steps.json"), (TIMER, "window.json"))]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    steps = json.loads((tmp_path / "steps.json").read_text())
+    start, end = json.loads((tmp_path / "window.json").read_text())
+    assert len(steps) > 10
+    assert not [s for s in steps if s[0] < end and s[1] > start]  # no step overlapped the timing phase
+    gaps = [b[0] - a[1] for a, b in zip(steps, steps[1:])]
+    assert max(gaps) >= 0.25  # the trainer waited at its pause point while the timer measured
+    off = subprocess.run([sys.executable, "-c", "from autotradeoff.cost import alone; import os;"
+                          "print(alone.enabled())"], env={**env, "AUTOTRADEOFF_TIMING_ALONE": "0"},
+                         capture_output=True, text=True)
+    assert off.stdout.strip() == "False"

@@ -4,7 +4,7 @@ import pytest
 
 from autotradeoff.data import find_files
 from autotradeoff.errors import DataMissingError, UsageError
-from autotradeoff.tasks.planetoid import _stage_raw
+from autotradeoff.tasks.planetoid_data import _stage_raw
 
 from conftest import DATA
 

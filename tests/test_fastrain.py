@@ -1,14 +1,16 @@
-"""FASTRAIN-GNN's pieces on real Cora with few epochs: splits, pruning, filtering, and all-off = baselines."""
+"""FASTRAIN-GNN's pieces on real Cora with few epochs: splits, pruning, filtering, calibration, stage logs and
+early stopping of stages, and all-off = baselines."""
 
 import pytest
 import torch
 
+from autotradeoff.models.gnn import GraphWork, drop_edges, logits, train_gnn
 from autotradeoff.tasks import get_task
-from autotradeoff.tasks.gnn import GraphWork, logits, train_gnn
-from autotradeoff.tasks.planetoid import load_planetoid, make_split
+from autotradeoff.tasks.planetoid_data import load_planetoid, make_split
 from autotradeoff.techniques import fastrain
 
 FAST = {"epochs": 30}
+OFF = fastrain.Fastrain().off()
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,12 @@ def config():
 @pytest.fixture(scope="module")
 def split(cora):
     return make_split(cora, 3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fit(cora, config):
+    """The Cora task's ``fit`` stage (one GNN of the task's knobs on given labels)."""
+    return get_task("cora").stages(config, cora).fit
 
 
 def test_few_label_split_draws_k_per_class_outside_val_and_test_reproducibly(cora, split):
@@ -54,7 +62,7 @@ def test_filtering_keeps_only_predictions_stable_on_every_sampled_graph(cora, sp
     stable = fastrain.stable_predictions(model, split.x, split.edge_index, pred, samples=5, drop=0.3, rule="all",
                                          generator=torch.Generator().manual_seed(3), work=GraphWork())
     replay = torch.Generator().manual_seed(3)  # the same five edge-dropped graphs, predicted one by one
-    agree = torch.stack([logits(model, split.x, fastrain.drop_edges(split.edge_index, 0.3, replay)).argmax(-1) == pred
+    agree = torch.stack([logits(model, split.x, drop_edges(split.edge_index, 0.3, replay)).argmax(-1) == pred
                          for _ in range(5)])
     assert torch.equal(stable, agree.all(0))
     assert 0 < int((~stable).sum()) < cora.num_nodes  # some predictions do flip: the filter has work to do
@@ -63,18 +71,18 @@ def test_filtering_keeps_only_predictions_stable_on_every_sampled_graph(cora, sp
     assert torch.equal(majority, agree.sum(0) >= 3) and (majority & ~stable).any()
 
 
-def test_one_stage_with_every_switch_off_is_plain_supervised_training(split, config):
+def test_one_stage_with_every_switch_off_is_plain_supervised_training(split, config, fit):
     work = GraphWork()
     direct, _ = train_gnn(config, split, y=split.y, train_mask=split.train_mask, edge_index=split.edge_index,
                           seed=5, work=work)
-    trained = fastrain.self_train(config, split, seed=5)
+    trained = fastrain.self_train(OFF, fit, split, seed=5, member={})
     assert trained.edge_index is split.edge_index and not trained.pseudo.any()
     assert torch.equal(logits(trained.model, split.x, split.edge_index), logits(direct, split.x, split.edge_index))
     assert trained.work.edges == work.edges and trained.work.epochs == 30
 
 
-def test_plain_self_training_adds_exactly_the_confident_unlabeled_nodes(split, config):
-    trained = fastrain.self_train({**config, "stages": 2}, split, seed=5)
+def test_plain_self_training_adds_exactly_the_confident_unlabeled_nodes(split, config, fit):
+    trained = fastrain.self_train({**OFF, "stages": 2}, fit, split, seed=5, member={})
     first, _ = train_gnn(config, split, y=split.y, train_mask=split.train_mask, edge_index=split.edge_index,
                          seed=5, work=GraphWork())  # stage 0 is seeded with seed + 0
     confidence, pred = logits(first, split.x, split.edge_index).softmax(-1).max(-1)
@@ -83,10 +91,10 @@ def test_plain_self_training_adds_exactly_the_confident_unlabeled_nodes(split, c
     assert torch.equal(trained.pseudo_labels[expected], pred[expected])
 
 
-def test_every_switch_on_runs_and_prunes_only_cross_label_training_edges(split, config):
-    on = {**config, "stages": 3, "dynamic_depth": True, "dynamic_drop": True, "calibrate": True, "calib_epochs": 20,
+def test_every_switch_on_runs_and_prunes_only_cross_label_training_edges(split, fit):
+    on = {**OFF, "stages": 3, "dynamic_depth": True, "dynamic_drop": True, "calibrate": "cagcn", "calib_epochs": 20,
           "spf": True, "spf_samples": 4, "pgp": True, "conf_threshold": 0.6}
-    trained = fastrain.self_train(on, split, seed=1)
+    trained = fastrain.self_train(on, fit, split, seed=1, member={})
     train = split.train_mask | trained.pseudo
     src, dst = split.edge_index
     removed = ~torch.isin(src * split.num_nodes + dst, trained.edge_index[0] * split.num_nodes + trained.edge_index[1])
@@ -96,9 +104,52 @@ def test_every_switch_on_runs_and_prunes_only_cross_label_training_edges(split, 
     assert float(train.float().mean()) > 0.025 and trained.model.num_layers == 2  # pseudolabels made the set large
 
 
-def test_depth_and_edge_drop_follow_the_training_set_size(config):
-    on = {**config, "dynamic_depth": True, "dynamic_drop": True}
+def test_depth_and_edge_drop_follow_the_training_set_size():
+    on = {**OFF, "dynamic_depth": True, "dynamic_drop": True}
     assert fastrain.stage_depth(on, 0.01) == 3 and fastrain.stage_depth(on, 0.1) == 2
-    assert fastrain.stage_depth(config, 0.01) == config["layers"]
+    assert fastrain.stage_depth(OFF, 0.01) is None and fastrain.stage_edge_drop(OFF, 0.01, 5) is None  # the task's own
     assert fastrain.stage_edge_drop(on, 0.01, 1) == 0.0  # one label per class: no drop
     assert fastrain.stage_edge_drop(on, 0.01, 5) == 0.1 and fastrain.stage_edge_drop(on, 0.1, 5) == 0.2
+
+
+def test_cagcn_margin_term_rewards_confident_right_and_unsure_wrong_predictions():
+    out = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]]).log()
+    labels = torch.tensor([0, 1])  # right with a 0.5 margin: 1 - 0.5; wrong with a 0.3 margin: 0.3
+    assert fastrain.margin_loss(out, labels).item() == pytest.approx((0.5 + 0.3) / 2)
+
+
+def test_calibration_keeps_every_prediction_and_temperature_scaling_lowers_the_fitted_loss(split, config):
+    model, _ = train_gnn(config, split, y=split.y, train_mask=split.train_mask, edge_index=split.edge_index,
+                         seed=0, work=GraphWork())
+    out = logits(model, split.x, split.edge_index)
+    work = GraphWork()
+    cagcn = fastrain.calibrate_cagcn(out, split.edge_index, split.y, split.train_mask, epochs=20, lr=0.01, dropout=0.5,
+                                     seed=0, work=work)
+    scaled = fastrain.calibrate_temperature(out, split.y, split.train_mask)
+    for calibrated in (cagcn, scaled):  # a positive scale per node never changes a prediction, only its confidence
+        assert torch.equal(calibrated.argmax(-1), out.argmax(-1)) and not torch.allclose(calibrated, out)
+    nll = lambda o: torch.nn.functional.cross_entropy(o[split.train_mask], split.y[split.train_mask])  # noqa: E731
+    assert nll(scaled) < nll(out)
+    assert work.epochs == 0 and work.edges == 21 * 2 * split.edge_index.size(1)  # 20 steps + the final pass, 2 layers
+
+
+def test_stage_log_records_labels_accuracies_and_rising_time(split, fit):
+    trained = fastrain.self_train({**OFF, "stages": 3, "conf_threshold": 0.6}, fit, split, seed=4, member={})
+    log = trained.log
+    assert len(log) == 3 and log[0]["labels"] == 21 < log[1]["labels"] < log[2]["labels"]
+    assert 0 < log[0]["time_s"] < log[1]["time_s"] < log[2]["time_s"]
+    pred = logits(trained.model, split.x, trained.edge_index).argmax(-1)
+    assert log[-1]["val_accuracy"] == float((pred[split.val_mask] == split.y[split.val_mask]).float().mean())
+    assert log[-1]["test_accuracy"] == float((pred[split.test_mask] == split.y[split.test_mask]).float().mean())
+
+
+def test_stopping_early_ends_at_the_first_stage_that_does_not_improve_and_keeps_the_best(split, fit):
+    trained = fastrain.self_train({**OFF, "stages": 8, "stop_early": True, "conf_threshold": 0.6}, fit, split, seed=4,
+                                  member={})
+    vals = [entry["val_accuracy"] for entry in trained.log]
+    assert 2 <= len(vals) < 8  # it stopped before running every stage
+    assert all(a < b for a, b in zip(vals[:-2], vals[1:-1])) and vals[-1] <= max(vals[:-1])
+    best = vals.index(max(vals))
+    assert int(split.train_mask.sum() + trained.pseudo.sum()) == trained.log[best]["labels"]  # the best stage's set
+    pred = logits(trained.model, split.x, trained.edge_index).argmax(-1)
+    assert float((pred[split.val_mask] == split.y[split.val_mask]).float().mean()) == max(vals)

@@ -3,7 +3,7 @@
 import pytest
 
 from autotradeoff.errors import DataMissingError, UsageError
-from autotradeoff.tasks.glue_data import load_split, score, selection_split
+from autotradeoff.tasks.glue_data import load_split, score, validation_split
 
 from conftest import DATA
 
@@ -17,12 +17,16 @@ def test_real_sst2_and_rte_load_with_their_published_sizes():
     assert all(len(e.text) == 2 for e in rte) and {e.label for e in rte} == {0, 1}
 
 
-def test_selection_split_is_disjoint_seeded_and_15_percent():
-    train = load_split("rte", "train")
-    fit, select = selection_split(train, seed=3)
-    assert len(select) == round(0.15 * len(train)) and len(fit) + len(select) == len(train)
-    assert selection_split(train, seed=3) == (fit, select)
-    assert set(map(id, fit)).isdisjoint(map(id, select))
+def test_validation_split_is_disjoint_seeded_stratified_and_capped():
+    train = load_split("sst2", "train")
+    fit, validation = validation_split(train, size=872, seed=3)
+    assert abs(len(validation) - 872) <= 2 and len(fit) + len(validation) == len(train)
+    assert validation_split(train, size=872, seed=3) == (fit, validation)
+    assert set(map(id, fit)).isdisjoint(map(id, validation))
+    share = lambda rows: sum(e.label for e in rows) / len(rows)  # noqa: E731
+    assert abs(share(validation) - share(train)) < 0.005  # the label mix of train
+    rte = load_split("rte", "train")
+    assert len(validation_split(rte, size=872)[1]) <= 0.2 * len(rte)  # at most a fifth of a small train set
 
 
 def test_official_metrics():
@@ -38,5 +42,7 @@ def test_missing_task_folder_and_unknown_task_are_one_line_errors(monkeypatch, t
     with pytest.raises(UsageError, match="unknown GLUE task 'sst3'; choices: sst2, rte, qnli, mrpc, cola"):
         load_split("sst3", "train")
     monkeypatch.setenv("AUTOTRADEOFF_OFFLINE", "1")
-    with pytest.raises(DataMissingError, match="GLUE QNLI not found: looked for train.tsv, dev.tsv"):
+    with pytest.raises(DataMissingError, match="GLUE QNLI not found: looked for train.tsv, dev.tsv") as missing:
         load_split("qnli", "train")
+    assert "nor as the Hugging Face dataset nyu-mll/glue (qnli)" in str(missing.value)  # both places named
+    assert "\n" not in str(missing.value)

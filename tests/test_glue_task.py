@@ -1,32 +1,41 @@
 """SST-2 on real data with the real all-MiniLM-L6-v2 (tiny fidelity): the trial function, the fine-tune
 cache, then search -> export -> apply through the installed command with real Ray."""
 
+import statistics
+
 import pytest
 import torch
 import yaml
 from transformers import AutoModelForSequenceClassification
 
-from autotradeoff.techniques.axbert import AxBertForSequenceClassification
-from autotradeoff.trial import run_trial
+from autotradeoff.data import cache_dir
+from autotradeoff.engine.stopping import STOPPED
+from autotradeoff.engine.trial import run_trial
+from autotradeoff.models.bert import AxBertForSequenceClassification
+from autotradeoff.tasks import get_task
+from autotradeoff.techniques.axformer import approximate
 
 from conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
-TINY = {"train_size": 160, "selection_size": 32, "dev_size": 96, "max_length": 32, "latency_repeats": 3,
+TINY = {"train_size": 160, "val_size": 96, "test_size": 96, "max_length": 32, "latency_repeats": 3,
         "latency_warmup": 1}
-TRAIN = {"lr": 1e-4, "epochs": 1, "batching": "bucket", "drop_mode": "mod-width", "token_budget": 2000}
+TRAIN = {"lr": 1e-4, "epochs": 1, "tokendrop.batching": "bucket", "tokendrop.drop_mode": "mod-width", "tokendrop.token_budget": 2000}
+# The search's models must learn something: at TINY every model predicts one class, and degenerate trials
+# are kept off the front and the picks (issue 22), so export would have nothing to choose from.
+LEARNS = {**TINY, "train_size": 800, "val_size": 200}
 SPACE = f"""\
 task: sst2
-objectives: {{accuracy: max, latency_ms: min}}
+objectives: {{val_accuracy: max, latency_ms: min}}
 knobs:
   lr: 1.0e-4
-  epochs: 1
-  token_budget: 2000
-  batching: bucket
-  drop_ffn_layers: {{low: 0, high: 3}}
-  heads_kept: {{low: 0.25, high: 1.0}}
-fidelity: {yaml.safe_dump(TINY, default_flow_style=True).strip()}
+  epochs: 2
+  tokendrop.token_budget: 2000
+  tokendrop.batching: bucket
+  axformer.drop_ffn_layers: {{low: 0, high: 3}}
+  axformer.heads_kept: {{low: 0.25, high: 1.0}}
+fidelity: {yaml.safe_dump(LEARNS, default_flow_style=True).strip()}
 """
 
 
@@ -40,21 +49,86 @@ def test_baseline_trial_reports_every_cost(baseline):
     assert baseline["params"] == pytest.approx(22.7e6, rel=0.01)  # MiniLM-L6 (384 wide) + a 2-way head
     assert 0 <= baseline["padding_fraction"] < 0.3 and baseline["train_peak_mb"] > 0
     assert baseline["latency_ms"] > 0 and baseline["latency_b32_ms"] > baseline["latency_ms"] and baseline["flops"] > 0
-    assert baseline["score"] == baseline["accuracy"]
+    assert baseline["val_score"] == baseline["val_accuracy"] and baseline["test_score"] == baseline["test_accuracy"]
 
 
 def test_approximation_reuses_the_cached_fine_tune_and_costs_less(baseline):
-    small = run_trial("sst2", {**TRAIN, "drop_ffn_layers": 3, "drop_attn_layers": 2, "heads_kept": 0.5}, TINY)
-    assert small["finetune_reused"] == 1 and small["train_time_s"] == baseline["train_time_s"]
+    small = run_trial("sst2", {**TRAIN, "axformer.drop_ffn_layers": 3, "axformer.drop_attn_layers": 2,
+                               "axformer.heads_kept": 0.5, "axformer.refinetune": "off"}, TINY)
+    assert small["finetune_reused"] == 1 and small["selection_passes"] == 1  # heads ranked by one gradient pass
+    assert small["train_time_s"] > baseline["train_time_s"] and small["train_steps"] == baseline["train_steps"]
     # half of MiniLM's 22.7M parameters are the token embeddings, which AxFormer leaves alone
     assert baseline["params"] - small["params"] > 5e6 and small["flops"] < 0.5 * baseline["flops"]
-    assert small["latency_ms"] < baseline["latency_ms"]
+    assert small["latency_ms"] > 0  # timed: compared in the benchmark, not here (another job may share the CPU)
 
 
-def test_greedy_mode_spends_selection_passes(baseline):
-    greedy = run_trial("sst2", {**TRAIN, "ax_mode": "greedy", "fallback_tol": 1.0}, TINY)
-    assert greedy["selection_passes"] >= 1 + 3 * 6 and greedy["finetune_reused"] == 1
+def test_greedy_mode_spends_selection_passes_and_caches_its_plan(baseline):
+    config = {**TRAIN, "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.refinetune": "off"}
+    greedy = run_trial("sst2", config, TINY)
+    assert greedy["selection_passes"] >= 2 + 2 * 6 and greedy["finetune_reused"] == 1
     assert greedy["params"] <= baseline["params"]
+    plans = set((cache_dir() / "axplan").iterdir())
+    again = run_trial("sst2", {**config, "axformer.refinetune": "finetuned", "axformer.refinetune_epochs": 1}, TINY)
+    assert set((cache_dir() / "axplan").iterdir()) == plans  # the same plan, read from the cache
+    assert again["selection_passes"] == greedy["selection_passes"] and again["params"] == greedy["params"]
+    assert again["train_steps"] > greedy["train_steps"]  # and one more epoch of training
+
+
+def recording(starts):
+    """A ``finetune`` stage wrapper that keeps the weights each fine-tune starts from."""
+    def wrap(plain):
+        def finetune(model, **kw):
+            starts.append({k: v.clone() for k, v in model.state_dict().items()})
+            return plain(model, **kw)
+        return finetune
+    return wrap
+
+
+def test_refinetuning_starts_from_the_pretrained_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))  # nothing cached: every fine-tune runs
+    task = get_task("sst2")
+    fidelity = task.fill_fidelity(TINY)
+    for start in ("pretrained", "finetuned"):
+        config = task.fill_config({**TRAIN, "axformer.drop_ffn_layers": 1, "axformer.heads_kept": 0.5,
+                                   "axformer.refinetune": start})
+        pipeline, starts = task.stages(config, fidelity, device="cpu"), []
+        pipeline.wrap("finetune", recording(starts))
+        model, _, stats = pipeline.approximate(0)
+        tuned, plain = pipeline.tuned(0)  # cached now: the plain fine-tune the plan was read from
+        plan = model.config.axformer_plan
+        origin = approximate(task.classifier(config, fidelity, "cpu") if start == "pretrained" else tuned, plan)
+        expected = origin.state_dict()
+        assert len(starts) == (2 if start == "pretrained" else 1)  # the plain fine-tune ran once, in the first round
+        assert all(torch.equal(starts[-1][k], expected[k]) for k in expected)
+        if start == "pretrained":  # the same seed, data and schedule as the plain fine-tune; both are counted
+            assert stats.steps == 2 * plain.steps and stats.time_s > plain.time_s
+        else:
+            assert stats.steps > plain.steps
+
+
+def test_fine_tuning_reports_validation_at_the_rungs_and_a_stopped_one_is_not_cached(baseline, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))
+    seen = []
+
+    def judge(stop):
+        return lambda known: lambda rung, share, value: seen.append((rung, share, value)) or stop
+
+    stopped = run_trial("sst2", TRAIN, TINY, judge=judge(True))
+    assert STOPPED in stopped and [r for r, *_ in seen] == [0] and 1 / 9 <= seen[0][1] < 1 / 3 and 0 <= seen[0][2] <= 1
+    assert not (tmp_path / "finetuned").is_dir() or not any((tmp_path / "finetuned").iterdir())  # nothing cached
+    full = run_trial("sst2", TRAIN, TINY, judge=judge(False))
+    assert full["finetune_reused"] == 0 and [r for r, *_ in seen[1:]] == [0, 1]
+    assert full["val_accuracy"] == baseline["val_accuracy"] and full["train_flops"] == baseline["train_flops"]  # no side effect
+
+
+def test_seeds_are_averaged_and_each_seed_is_its_own_fine_tune(baseline):
+    one = run_trial("sst2", TRAIN, {**TINY, "seed": 1})
+    both = run_trial("sst2", TRAIN, {**TINY, "seeds": 2})
+    assert both["finetune_reused"] == 1  # seed 0's and seed 1's fine-tunes, cached by the single-seed trials
+    for metric in ("val_accuracy", "test_accuracy", "train_steps", "params"):
+        assert both[metric] == pytest.approx((baseline[metric] + one[metric]) / 2), metric
+    assert both["val_accuracy_std"] == pytest.approx(statistics.stdev([baseline["val_accuracy"], one["val_accuracy"]]))
+    assert baseline["val_accuracy_std"] == baseline["test_score_std"] == 0
 
 
 def test_search_export_apply_reproduces_the_exported_model(tmp_path):
@@ -68,7 +142,7 @@ def test_search_export_apply_reproduces_the_exported_model(tmp_path):
     assert applied.returncode == 0, applied.stderr[-3000:]
     record = yaml.safe_load((tmp_path / "chosen.yaml").read_text())
     rows = {line.split()[0]: line.split()[1:] for line in applied.stdout.splitlines() if line.strip()}
-    assert float(rows["accuracy"][0]) == pytest.approx(record["metrics"]["accuracy"], abs=1e-4)  # same weights and plan
+    assert float(rows["val_accuracy"][0]) == pytest.approx(record["metrics"]["val_accuracy"], abs=1e-4)  # same weights and plan
     assert float(rows["params"][0]) == pytest.approx(record["metrics"]["params"], rel=1e-3)  # printed to 4 digits
     assert 0.5 < float(rows["latency_ms"][2]) < 2.0  # ratio to the exported latency: within timing noise
     for loaded in (AxBertForSequenceClassification.from_pretrained(tmp_path / "model"),
@@ -83,4 +157,4 @@ def test_same_seed_fine_tunes_the_same_model(baseline, tmp_path, monkeypatch):
     torch.manual_seed(12345)  # whatever the process did before must not matter
     again = run_trial("sst2", TRAIN, TINY)
     assert again["finetune_reused"] == 0
-    assert again["accuracy"] == baseline["accuracy"] and again["train_steps"] == baseline["train_steps"]
+    assert again["val_accuracy"] == baseline["val_accuracy"] and again["train_steps"] == baseline["train_steps"]

@@ -1,8 +1,10 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autotradeoff.errors import UsageError
-from autotradeoff.pareto import front, hypervolume, hypervolume_history, pick, reference_point
-from autotradeoff.space import Objective
+from autotradeoff.front.pareto import _tolerance, dominates, front, hypervolume, hypervolume_history, losses, pick, reference_point
+from autotradeoff.knobs import Objective
 
 OBJ = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
 
@@ -18,6 +20,27 @@ ROWS = [row(0, 0.80, 10.0), row(1, 0.82, 20.0), row(2, 0.79, 30.0), row(3, 0.70,
 
 def test_front_keeps_only_non_dominated_complete_trials():
     assert [r["number"] for r in front(ROWS, OBJ)] == [1, 5, 0, 3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.7, 0.75, 0.8, 0.85]), st.floats(0.5, 3.0), st.sampled_from([0.0, 0.2, 1.0]),
+                          st.floats(0.0, 4.0)), max_size=40), st.booleans(), st.booleans())
+def test_the_fast_front_is_the_definition_weighed_pair_by_pair(points, noise, third):
+    """``front`` skips most comparisons on large studies; it must keep exactly the points that no other point
+    beats by more than the pair's mean half-spread (``dominates`` with ``_tolerance``), ties and duplicates included."""
+    objectives = (*OBJ, Objective("flops", "min")) if third else OBJ
+    rows = [row(n, acc, round(lat, 1), latency_iqr_ms=iqr, flops=round(fl)) for n, (acc, lat, iqr, fl) in enumerate(points)]
+    tolerance = (lambda a, b: _tolerance(a, b, objectives)) if noise else (lambda a, b: None)
+    expected = [r["number"] for r in rows if not any(
+        dominates(losses(o, objectives), losses(r, objectives), tolerance(o, r)) for o in rows if o is not r)]
+    assert sorted(r["number"] for r in front(rows, objectives, noise=noise)) == sorted(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=12))
+def test_the_two_objective_hypervolume_sweep_agrees_with_slicing(points):
+    as_3d = hypervolume([(x, y, 0) for x, y in points], (10, 10, 1))  # the general slicing path, a unit-deep third axis
+    assert hypervolume(points, (10, 10)) == pytest.approx(as_3d)
 
 
 def test_hypervolume_of_known_shapes():

@@ -10,8 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotradeoff.search import search
-from autotradeoff.study import OWNER_ATTR, SESSION_PREFIX, open_storage, spent
+from autotradeoff.engine.search import search
+from autotradeoff.errors import UsageError
+from autotradeoff.study import open_storage, record
 
 FLAKY = """\
 task: plugin_tasks:flaky
@@ -36,24 +37,24 @@ def test_local_search_stores_metrics_charges_and_resumes_without_double_charging
     study = first.study
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    assert study.metric_names == ["accuracy", "latency_ms"]
+    assert study.metric_names == ["val_accuracy", "latency_ms"]
     base = trials[0].user_attrs["config"]
     assert base["model"] == "gcn" and base["hidden"] == 16 and base["layers"] == 2  # the baseline goes first
     for trial in trials:
-        assert {"accuracy", "latency_ms", "flops", "params", "train_time_s"} <= set(trial.user_attrs)
-        assert trial.values == [trial.user_attrs["accuracy"], trial.user_attrs["latency_ms"]]
+        assert {"val_accuracy", "test_accuracy", "latency_ms", "flops", "params", "train_time_s"} <= set(trial.user_attrs)
+        assert trial.values == [trial.user_attrs["val_accuracy"], trial.user_attrs["latency_ms"]]
         assert trial.user_attrs["charge"]["cpu_h"] > 0
-    spent_before = spent(study)
+    spent_before = record.spent(study)
     second = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1)
     assert second.resumed and second.new_trials == 2
     again = optuna.load_study(study_name="s", storage=url)
-    assert len(again.trials) == 5 and spent(again)["trials"] == 5
-    assert spent(again)["cpu-h"] > spent_before["cpu-h"]
+    assert len(again.trials) == 5 and record.spent(again)["trials"] == 5
+    assert record.spent(again)["cpu-h"] > spent_before["cpu-h"]
     assert sum(k.startswith("autotradeoff:session:") for k in again.user_attrs) == 2
     assert len({t.user_attrs["runner_trial_id"] for t in again.trials}) == 5  # one id per trial across the two runs
     third = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local")
     assert third.new_trials == 0  # budget already spent: nothing runs, nothing is charged again
-    assert spent(optuna.load_study(study_name="s", storage=url))["trials"] == 5
+    assert record.spent(optuna.load_study(study_name="s", storage=url))["trials"] == 5
 
 
 def test_failing_trials_are_stored_with_reason_and_the_search_goes_on(tmp_path, monkeypatch, flaky_space):
@@ -90,13 +91,13 @@ def test_resume_fails_and_requeues_trials_left_running_by_a_dead_search_only(tmp
                        ((datetime.now() - timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S.%f"), trial._trial_id))
     lost_x = orphan.suggest_float("x", 0.0, 1.0)
     orphan.suggest_categorical("mode", ["ok", "raise", "nan"])
-    orphan.set_user_attr(OWNER_ATTR, {"host": socket.gethostname(), "pid": int(dead.stdout)})
-    elsewhere.set_user_attr(OWNER_ATTR, {"host": "another-machine", "pid": 1})  # never beat: can't be judged
+    orphan.set_user_attr(record.OWNER, {"host": socket.gethostname(), "pid": int(dead.stdout)})
+    elsewhere.set_user_attr(record.OWNER, {"host": "another-machine", "pid": 1})  # never beat: can't be judged
     now = datetime.now(timezone.utc)
     for trial, session, beat in ((silent, "gone", now - timedelta(minutes=20)), (live, "up", now)):
-        trial.set_user_attr(OWNER_ATTR, {"host": "another-machine", "pid": 1, "session": session})
+        trial.set_user_attr(record.OWNER, {"host": "another-machine", "pid": 1, "session": session})
         trial.set_user_attr("holds", {"cpus": 1.0, "gpus": 0.0, "device_share": 0.5})
-        study.set_user_attr(f"{SESSION_PREFIX}{session}", {"beat": beat.isoformat()})
+        study.set_user_attr(f"{record.SESSION_PREFIX}{session}", {"beat": beat.isoformat()})
     result = search("plugin_tasks:flaky", "4trials", space=flaky_space, study="r", storage=url, runner="local")
     assert result.reconciled == 3
     states = {t.number: t for t in optuna.load_study(study_name="r", storage=url).trials}
@@ -118,16 +119,16 @@ def test_wall_clock_budget_stops_starting_trials(tmp_path, monkeypatch, flaky_sp
     url = f"sqlite:///{tmp_path / 'w.db'}"
     result = search("plugin_tasks:flaky", "3s", space=flaky_space, study="w", storage=url, runner="local",
                     sampler="random")  # a GP's fit per ask is not part of a trial's time: it would blur the bound
-    used = spent(result.study)["s"]
+    used = record.spent(result.study)["s"]
     assert 2.5 <= used <= 4.5 and len(result.study.trials) >= 5
 
 
-def test_a_trial_another_search_settled_meanwhile_keeps_what_that_search_stored(tmp_path, flaky_space, capsys):
+def test_a_trial_another_search_settled_meanwhile_keeps_what_that_search_stored(tmp_path, flaky_space, caplog):
     # A search silent past SILENT_AFTER_S (suspended laptop, storage out of reach) has its trials failed by
     # another host's search; when it wakes up and its trial ends, that FAIL stands and the search goes on.
-    from autotradeoff.budget import parse_budget
-    from autotradeoff.driver import SearchDriver
-    from autotradeoff.space import load_space
+    from autotradeoff.engine.budget import parse_budget
+    from autotradeoff.engine.driver import SearchDriver
+    from autotradeoff.presets import load_space
     from autotradeoff.study import create_or_resume, reconcile
 
     space = load_space(flaky_space)
@@ -135,12 +136,69 @@ def test_a_trial_another_search_settled_meanwhile_keeps_what_that_search_stored(
     study, _ = create_or_resume(storage, "z", space)
     driver = SearchDriver(study, space, parse_budget("4trials"), {"cpu": 1.0}, cluster_cpus=2.0)
     assert driver.ask("a") is not None and driver.ask("b") is not None
-    study.set_user_attr(f"{SESSION_PREFIX}{driver.session}", {"beat": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()})
+    study.set_user_attr(f"{record.SESSION_PREFIX}{driver.session}", {"beat": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()})
     with pytest.MonkeyPatch.context() as patch:  # the settling search runs on another host
         patch.setattr(socket, "gethostname", lambda: "another-machine")
         assert reconcile(optuna.load_study(study_name="z", storage=storage)) == (0, 2)
     assert driver.tell("a", {"accuracy": 0.5, "latency_ms": 1.0}) is None
-    assert "settled by another search while this one was silent" in capsys.readouterr().err
+    assert "settled by another search while this one was silent" in caplog.text  # the CLI prints it on stderr
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL and "silent for" in trials[0].user_attrs["fail_reason"]
     assert driver.running == 1 and driver.ask("c") is not None  # the search goes on
+
+
+def test_the_search_decides_on_validation_and_only_reports_test(tmp_path, monkeypatch):
+    """A task whose test accuracy is a constant: the sampler's values, the rungs, the front and the pick all
+    follow validation; naming the test metric as objective, constraint or pick rule is refused."""
+    from autotradeoff.front import pareto
+    from autotradeoff.presets import load_space
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "split.yaml").write_text("task: plugin_tasks:split\nobjectives: {val_accuracy: max, latency_ms: min}\n"
+                                         "knobs: {x: {low: 0.0, high: 1.0}}\n")
+    result = search("plugin_tasks:split", "12trials", space="split.yaml", study="split", runner="local", seed=3,
+                    sampler="tpe", remeasure=0)
+    trials = [t for t in result.study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(trials) >= 6
+    for trial in trials:  # what the sampler is told: validation, never test
+        assert trial.values == [trial.user_attrs["val_accuracy"], trial.user_attrs["latency_ms"]]
+        assert trial.user_attrs["test_accuracy"] == 0.5
+        assert all(point[0] == -trial.user_attrs["val_accuracy"] for key, point in trial.user_attrs.items()
+                   if key.startswith("rung_"))  # rung points carry validation
+    rows, objectives = pareto.rows_of(result.study), pareto.objectives_of(result.study)
+    best = {r["number"] for r in pareto.front(rows, objectives, noise=False)}
+    top = max(trials, key=lambda t: t.user_attrs["val_accuracy"])
+    cheapest = min(trials, key=lambda t: t.user_attrs["latency_ms"])
+    assert top.number != cheapest.number and {top.number, cheapest.number} <= best  # on test only the cheapest would stay
+    chosen = pareto.pick(rows, "val_accuracy>=max-0.01, min latency_ms")
+    assert abs(chosen["config"]["x"] - 0.3) < 0.15
+    for bad in ("test_accuracy>=0, min latency_ms", "max test_accuracy"):
+        with pytest.raises(UsageError, match="'test_accuracy' is measured on the test split"):
+            pareto.pick(rows, bad)
+    for kwargs in ({"objectives": "test_accuracy,latency_ms"}, {"constraints": ["test_accuracy >= 0.4"]}):
+        with pytest.raises(UsageError, match="is measured on the test split"):
+            load_space("split.yaml", **kwargs)
+    honest = pareto.honesty(rows, objectives, chosen)
+    assert honest["values"]["val_accuracy"] == (chosen["metrics"]["val_accuracy"], 0.5)
+
+
+def test_a_model_predicting_one_class_is_degenerate_off_the_front_and_the_search_says_so(tmp_path):
+    """Issue 22: a constant predictor is no trade-off, however cheap it is."""
+    from conftest import run_cli
+
+    (tmp_path / "c.yaml").write_text("task: plugin_tasks:constant\nobjectives: {val_accuracy: max, latency_ms: min}\n"
+                                     "knobs: {x: {low: 0.0, high: 1.0}, learns: {choices: [false, true]}}\n")
+    found = run_cli("search", "--task", "plugin_tasks:constant", "--space", "c.yaml", "--budget", "8trials", "--runner",
+                    "local", "--seed", "1", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stderr.count("the baseline (trial 0) learns nothing at this fidelity: sleep_s=0.05; raise them with --fidelity") == 1
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'studies' / 'c.db'}")
+    trials = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    constant = [t for t in trials if not t.params["learns"]]
+    assert constant and all("predicts like a constant: 100% of validation predictions" in record.degenerate(t)
+                            for t in constant)
+    assert not [t for t in trials if t.params["learns"] and record.degenerate(t)]
+    front = run_cli("front", "--study", "c", cwd=tmp_path)
+    assert f"({len(constant)} of them degenerate)" in front.stdout
+    listed = {int(line.split()[0]) for line in front.stdout.splitlines() if line[:1].isdigit()}
+    assert listed and not listed & {t.number for t in constant}  # the cheap constant predictors are off the front

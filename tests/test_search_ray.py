@@ -2,6 +2,7 @@
 front, export, trial re-run, failing trials through Ray workers, and the dashboard."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+
+from autotradeoff.study import record
 
 from conftest import CLI, run_cli
 
@@ -61,11 +64,12 @@ def test_ray_search_stores_trials_and_writes_the_report(searched):
     assert len({t.user_attrs["runner_trial_id"] for t in trials}) == 6  # Ray's trial id on each Optuna trial
     for trial in trials:  # the task's metrics are stored, Ray's bookkeeping fields are not
         if trial.state == TrialState.COMPLETE:
-            assert {"accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
+            assert {"val_accuracy", "test_accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
         assert not {"pid", "timestamp", "time_this_iter_s", "config/epochs"} & set(trial.user_attrs)
     assert "Pareto front of study 'e2e'" in result.stdout and "front=" in result.stderr
     html = (workdir / "reports" / "e2e" / "index.html").read_text()
-    assert "Pareto front" in html and "Hypervolume history" in html and len(html) > 1_000_000  # plotly.js inlined
+    assert "What the front gains over the baseline" in html and "Hypervolume against the budget spent" in html
+    assert len(html) > 1_000_000  # plotly.js inlined
 
 
 def test_rerunning_the_command_resumes_the_study(searched):
@@ -73,27 +77,30 @@ def test_rerunning_the_command_resumes_the_study(searched):
     again = run_cli("search", "--task", "cora", "--space", "small.yaml", "--budget", "8trials", "--workers", "2",
                     "--study", "e2e", cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "study 'e2e' resumed" in again.stdout and "2 new trial(s)" in again.stdout
+    assert "study 'e2e' resumed" in again.stdout
+    # a trial stopped early counts the share of its work it did, so 2 trials of budget may take more runs
+    new = int(re.search(r"(\d+) new trial\(s\)", again.stdout).group(1))
     study = load(workdir)
-    assert len(study.trials) == 8 and sum(k.startswith("autotradeoff:session:") for k in study.user_attrs) == 2
+    assert new >= 2 and len(study.trials) == 6 + new
+    assert sum(k.startswith("autotradeoff:session:") for k in study.user_attrs) == 2
 
 
 def test_front_export_and_trial_reproduce_the_chosen_config(searched):
     workdir, _ = searched
     front = run_cli("front", "--study", "e2e", cwd=workdir)
-    assert front.returncode == 0 and "accuracy" in front.stdout and "latency_ms" in front.stdout
-    export = run_cli("export", "--study", "e2e", "--pick", "accuracy>=max, min latency_ms", "-o", "chosen.yaml",
+    assert front.returncode == 0 and "val_accuracy" in front.stdout and "test_accuracy" in front.stdout and "latency_ms" in front.stdout
+    export = run_cli("export", "--study", "e2e", "--pick", "val_accuracy>=max, min latency_ms", "-o", "chosen.yaml",
                      cwd=workdir)
     assert export.returncode == 0, export.stderr
     record = yaml.safe_load((workdir / "chosen.yaml").read_text())
     # the most accurate trial, fastest of its ties, is on the front whatever the latency noise (a rule like
-    # "accuracy>=max-0.02, min latency_ms" may pick a trial the noise-aware front drops)
+    # "val_accuracy>=max-0.02, min latency_ms" may pick a trial the noise-aware front drops)
     assert record["task"] == "cora" and record["on_pareto_front"]
     assert {"python", "cpu", "packages"} <= set(record["fingerprint"])
     rerun = run_cli("trial", "--task", "cora", "--config", "chosen.yaml", cwd=workdir)
     assert rerun.returncode == 0, rerun.stderr
-    row = next(line.split() for line in rerun.stdout.splitlines() if line.startswith("accuracy "))
-    assert float(row[1]) == pytest.approx(record["metrics"]["accuracy"], abs=1e-6)  # same seed, same code path
+    row = next(line.split() for line in rerun.stdout.splitlines() if line.startswith("val_accuracy "))
+    assert float(row[1]) == pytest.approx(record["metrics"]["val_accuracy"], abs=1e-6)  # same seed, same code path
 
 
 def test_failing_trials_through_ray_are_stored_with_reasons(workdir):
@@ -101,10 +108,14 @@ def test_failing_trials_through_ray_are_stored_with_reasons(workdir):
                      "--workers", "2", "--study", "flaky", "--sampler", "random", "--seed", "5", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = load(workdir, "flaky").get_trials()
-    assert len(trials) == 14
+    # a dead worker's first attempt is interrupted and re-run, and does not use the budget (issue 21)
+    interrupted = [t for t in trials if record.was_interrupted(t)]
+    assert all(t.user_attrs["config"]["mode"] == "die" for t in interrupted)
+    counted = [t for t in trials if record.counts_as_trial(t)]
+    assert len(counted) == 14 and len(trials) == 14 + len(interrupted)
     reasons = {"raise": "RuntimeError: boom", "nan": "non-finite metric accuracy=nan", "die": "worker failed"}
     seen = set()
-    for trial in trials:
+    for trial in counted:
         mode = trial.user_attrs["config"]["mode"]
         seen.add(mode)
         if mode == "ok":
@@ -138,7 +149,7 @@ def test_search_joins_a_running_ray_cluster(workdir):
 
 def test_a_local_cluster_binds_to_loopback_only():
     """CI blocks the default-route address; a local cluster must never depend on it (or expose ports on it)."""
-    probe = ("from autotradeoff.runner import ray_cluster\n"
+    probe = ("from autotradeoff.engine.runner import ray_cluster\n"
              "ray_cluster(None, num_cpus=1)\n"
              "import ray\n"
              "print(sorted({n['NodeManagerAddress'] for n in ray.nodes()}), ray.get(ray.remote(ray.util.get_node_ip_address).remote()))")

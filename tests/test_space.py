@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from autotradeoff.errors import UsageError
-from autotradeoff.space import load_space
+from autotradeoff.presets import load_space
 
 from conftest import REPO, SMALL_CORA
 
@@ -15,7 +15,7 @@ def write(tmp_path, text):
 
 def test_shipped_cora_space_is_valid_and_samples_inside_its_ranges():
     space = load_space("cora")
-    assert space.task == "cora" and [str(o) for o in space.objectives] == ["accuracy:max", "latency_ms:min"]
+    assert space.task == "cora" and [str(o) for o in space.objectives] == ["val_accuracy:max", "latency_ms:min"]
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(30):
         config = space.suggest(study.ask())
@@ -29,19 +29,26 @@ def test_shipped_cora_space_is_valid_and_samples_inside_its_ranges():
 @pytest.mark.parametrize("name", ["cora-fewshot", "cora-ensemble", "citeseer", "pubmed"])
 def test_shipped_graph_spaces_start_from_their_baselines(name):
     from autotradeoff.tasks import get_task
-    from autotradeoff.techniques import fastrain, geeni
+    from autotradeoff.techniques import get_technique
 
     space = load_space(name)
     task = get_task(space.task)
+    fastrain, geeni = get_technique("fastrain"), get_technique("geeni")
     configs = [task.fill_config({**space.constants, **c}) for c in space.reference_configs()]
-    assert all(geeni.is_off(c) and c["stages"] == 1 for c in configs[:1])  # first: the plain supervised GNN
-    if name == "cora-fewshot":  # then plain self-training: stages, every FASTRAIN switch off
-        assert configs[1]["stages"] == 4 and not any(configs[1][k] for k in ("dynamic_depth", "dynamic_drop", "calibrate", "spf", "pgp"))
-        assert set(fastrain.KNOBS) - {"depth_small", "depth_large", "drop_small", "drop_large", "calib_epochs",
-                                      "spf_samples", "spf_drop", "spf_rule"} <= set(space.searched)
+    assert all(geeni.is_off(geeni.own(c)) and fastrain.is_off(fastrain.own(c)) for c in configs[:1])  # the plain GNN
+    if name == "cora-fewshot":  # then plain self-training (every FASTRAIN switch off), then CaGCN-st (calibration only)
+        plain, cagcn_st = fastrain.own(configs[1]), fastrain.own(configs[2])
+        switches = ("dynamic_depth", "dynamic_drop", "spf", "pgp", "stop_early")
+        assert plain["stages"] == 4 and not any(plain[k] for k in switches) and plain["calibrate"] == "none"
+        assert cagcn_st == {**plain, "calibrate": "cagcn", "calib_epochs": 200, "calib_lr": 0.001}
+        assert configs[1]["hidden"] == configs[2]["hidden"] == 64 and configs[2]["patience"] == 100
+        assert {fastrain.key(k) for k in fastrain.knobs} - {fastrain.key(k) for k in (
+            "depth_small", "depth_large", "drop_small", "drop_large", "calib_epochs", "spf_samples", "spf_drop",
+            "spf_rule")} <= set(space.searched)
     if name == "cora-ensemble":  # then the plain ensemble: members, nothing isolated or pruned
-        assert configs[1]["n_members"] == 5 and not configs[1]["isolate_frac"] and not configs[1]["weight_sparsity"]
-        assert set(geeni.KNOBS) <= set(space.searched)
+        own = geeni.own(configs[1])
+        assert own["n_members"] == 5 and not own["isolate_frac"] and not own["weight_sparsity"]
+        assert {geeni.key(k) for k in geeni.knobs} <= set(space.searched)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
         config = space.suggest(study.ask())
@@ -52,9 +59,9 @@ def test_shipped_graph_spaces_start_from_their_baselines(name):
 def test_shipped_glue_spaces_are_valid_and_their_baseline_is_the_plain_fine_tune(name):
     space = load_space(name)
     base = {**{k: v.default for k, v in space.task_knobs.items()}, **space.constants, **space.baseline()}
-    assert base["batching"] == "random" and base["drop_mode"] == "off"  # a bare YAML `off` would be False
+    assert base["tokendrop.batching"] == "random" and base["tokendrop.drop_mode"] == "off"  # a bare YAML `off` would be False
     if name != "sst2-greedy":
-        assert base["ax_mode"] == "sites" and base["drop_ffn_layers"] == 0 and base["heads_kept"] == 1.0
+        assert base["axformer.ax_mode"] == "sites" and base["axformer.drop_ffn_layers"] == 0 and base["axformer.heads_kept"] == 1.0
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(10):
         config = space.suggest(study.ask())
@@ -87,11 +94,14 @@ def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
     (("model: {choices: [gcn, sage]}", "model: {choices: []}"), "knobs.model.choices must be a non-empty list"),
     (("lr: {low: 0.005, high: 0.05, log: true}", "lr: {low: 0.0, high: 0.05, log: true}"), "lr.low must be a float in [1e-05, 1]"),
     (("latency_repeats: 5", "latency_repeatz: 5"), "unknown fidelity setting 'latency_repeatz'"),
-    (("{accuracy: max, latency_ms: min}", "{accuracy: max, speed: min}"), "unknown metric 'speed'; choices: accuracy"),
-    (("{accuracy: max, latency_ms: min}", "{accuracy: max}"), "needs at least 2 objectives"),
-    (("{accuracy: max, latency_ms: min}", "{accuracy: up, latency_ms: min}"), "objectives.accuracy must be max or min; got 'up'"),
+    (("{val_accuracy: max, latency_ms: min}", "{val_accuracy: max, speed: min}"), "unknown metric 'speed'; choices: val_accuracy"),
+    (("{val_accuracy: max, latency_ms: min}", "{val_accuracy: max}"), "needs at least 2 objectives"),
+    (("{val_accuracy: max, latency_ms: min}", "{val_accuracy: up, latency_ms: min}"), "objectives.val_accuracy must be max or min; got 'up'"),
+    (("{val_accuracy: max, latency_ms: min}", "{test_accuracy: max, latency_ms: min}"), "'test_accuracy' is measured on the test split"),
+    (("task: cora", "task: cora\nconstraints: ['test_accuracy >= 0.5']"), "'test_accuracy' is measured on the test split"),
     (("task: cora", "task: cora\nsampler: tpe"), "unknown key 'sampler'; allowed:"),
-    (("task: cora", "task: sst3"), "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, fashion-mnist, mrpc, pubmed, qnli, rte, sst2"),
+    (("task: cora", "task: sst3"),
+     "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, cora-curves, fashion-mnist, mrpc, nasbench-graph:arxiv"),
     (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
     (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
 ])
@@ -105,8 +115,8 @@ def test_bad_space_yaml_gives_one_line_naming_the_value(tmp_path, change, messag
 
 
 def test_objectives_flag_overrides_the_yaml():
-    space = load_space("cora", objectives="accuracy,flops:min,params")
-    assert [str(o) for o in space.objectives] == ["accuracy:max", "flops:min", "params:min"]
+    space = load_space("cora", objectives="val_accuracy,flops:min,params")
+    assert [str(o) for o in space.objectives] == ["val_accuracy:max", "flops:min", "params:min"]
 
 
 def test_space_for_another_task_is_refused(tmp_path):

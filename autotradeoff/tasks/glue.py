@@ -1,36 +1,66 @@
-"""GLUE tasks (SST-2, RTE, CoLA, MRPC, QNLI): fine-tune a BERT-family encoder with TokenDrop +
-BucketSampler, approximate it with AxFormer, score on dev, and measure what the result costs.
+"""GLUE tasks (SST-2, RTE, CoLA, MRPC, QNLI): fine-tune a BERT-family encoder (TokenDrop + BucketSampler
+plug into its batches), approximate it (AxFormer), score it, and measure what the result costs.
 
-Selection (AxFormer's acceptance test) uses a seeded 15% slice of train, never dev. The fine-tuned
-model is cached on disk by its training knobs, so trials that change only AxFormer knobs take
-seconds of approximation plus the dev pass and the cost measurements.
+Validation is a seeded, label-stratified slice of train that fine-tuning never sees: the search, and
+AxFormer's acceptance test, select on it (``val_*`` metrics). Test is GLUE's dev split, scored for every
+trial and only reported (``test_*``). The fine-tuned model is cached on disk by what shaped it
+(``Task.training_key``), so trials that change only later stages take seconds of approximation plus
+the scoring passes and the cost measurements.
+
+The text family's pipeline (what a text technique may wrap or call):
+- ``batches(examples, *, epoch, rng) -> (batches, kept token positions per example, LR factor per batch)``;
+- ``finetune(model, *, epochs, seed) -> TrainStats``: fine-tune on the fit split with those batches; under a
+  search it reports validation checkpoints (early stopping), so call it inside ``progress.quiet()`` for a
+  model that is not the trial's result;
+- ``losses(model) -> (per-sample loss tensor, FLOPs)`` and ``gradients(model, after) -> FLOPs`` (forward and
+  backward per batch, ``after()`` reading ``.grad``): passes over the validation split;
+- ``pretrained(seed) -> model``: the pretrained encoder with a fresh classification head for ``seed``;
+- ``tuned(seed) -> (model, TrainStats)``: the plain fine-tune of ``seed`` (cached on disk);
+- ``key(seed, what) -> str``: a cache key for what ``seed``'s fine-tune is keyed by, plus ``what``;
+- ``cached(key, make) -> (model, TrainStats)``: ``make()``'s trained model, cached on disk under ``key``;
+- ``approximate(seed) -> (model, selection passes, TrainStats)``: the model a trial deploys for ``seed`` and
+  all the training-side work it took (plain: ``tuned(seed)``, no passes).
+
+Fidelity ``seeds`` runs that many seeds (``seed``, ``seed + 1``, ...) per trial: scores and costs are their
+means (``*_std``: the spread of the scores over seeds; training costs are per seed).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
+import json
 import statistics
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from autotradeoff import progress
 from autotradeoff.cost import count_flops, measure_latency, model_size
-from autotradeoff.space import Knob
-from autotradeoff.tasks.base import Task, run_fidelity
-from autotradeoff.tasks.glue_data import GLUE_TASKS, encode, load_split, score, selection_split
+from autotradeoff.knobs import Knob
+from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
+from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, score, validation_split
 from autotradeoff.tasks.glue_model import (
     DEFAULT_MODEL,
+    TrainStats,
+    cached_model,
     collate,
     finetune,
-    finetuned,
     load_classifier,
     load_tokenizer,
     predict,
+    random_batches,
+    sample_gradients,
     sample_losses,
 )
-from autotradeoff.techniques import axformer, tokendrop
+from autotradeoff.techniques import Pipeline
 
-__all__ = ["GlueTask", "sst2", "rte", "cola", "mrpc", "qnli"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+__all__ = ["GlueTask", "over_seeds", "sst2", "rte", "cola", "mrpc", "qnli"]
 
 TRAINING = {
     "lr": Knob("lr", "float", 5e-5, 1e-7, 1e-2, help="AdamW peak learning rate (at batch_size)"),
@@ -42,101 +72,163 @@ TRAINING = {
 }
 
 
+@lru_cache(maxsize=8)
+def _pretrained(model: str, labels: int, dropout: float, seed: int) -> PreTrainedModel:
+    """Loaded once per process (pre-checks build many); callers take a copy."""
+    torch.manual_seed(seed)  # the new classification head's init is part of "same seed, same model"
+    return load_classifier(model, labels, dropout)
+
+
 class GlueTask(Task):
+    family = "text"
+    technique_names = ("tokendrop", "axformer")
     metrics = {
-        "score": "max", "accuracy": "max", "f1": "max", "mcc": "max",
+        **{f"{split}_{m}": "max" for split in ("val", "test") for m in ("score", "accuracy", "f1", "mcc")},
         "latency_ms": "min", "latency_iqr_ms": "min", "latency_b32_ms": "min", "latency_b32_iqr_ms": "min",
         "flops": "min", "params": "min", "model_bytes": "min",
-        "train_time_s": "min", "train_steps": "min", "padding_fraction": "min", "train_peak_mb": "min",
-        "finetune_reused": "max", "selection_passes": "min",
+        "train_time_s": "min", "train_steps": "min", "train_flops": "min", "padding_fraction": "min", "train_peak_mb": "min",
+        "finetune_reused": "max", "selection_passes": "min", **DEGENERACY_METRICS,
+        **{f"{split}_{m}_std": "min" for split in ("val", "test") for m in ("score", "accuracy")},
     }
-    knobs = {**TRAINING, **tokendrop.KNOBS, **axformer.KNOBS}
+    checkpoints = True  # fine-tuning reports validation scores at the rungs: a search may stop it early
+    own_knobs = TRAINING
     fidelity = {
         "model": Knob("model", "text", DEFAULT_MODEL, help="Hugging Face id or directory of a BERT-family model"),
-        "train_size": Knob("train_size", "int", 2000, 0, 10_000_000, help="training examples (0: all of train minus selection)"),
-        "selection_size": Knob("selection_size", "int", 256, 8, 1_000_000, help="held-out train examples for AxFormer's test"),
-        "dev_size": Knob("dev_size", "int", 0, 0, 10_000_000, help="dev examples scored (0: all)"),
-        "max_length": Knob("max_length", "int", 64, 8, 512, help="tokens per sequence (longer are truncated)"),
+        "train_size": Knob("train_size", "int", 2000, 0, 10_000_000, help="training examples (0: all of train minus validation)",
+                           stage="data"),
+        "val_size": Knob("val_size", "int", 872, 8, 1_000_000, help="validation examples held out of train (at most 20%)",
+                         stage="data"),
+        "test_size": Knob("test_size", "int", 0, 0, 10_000_000, help="test (GLUE dev) examples scored (0: all)",
+                          stage="inference"),
+        "max_length": Knob("max_length", "int", 64, 8, 512, help="tokens per sequence (longer are truncated)", stage="data"),
+        "seeds": Knob("seeds", "int", 1, 1, 20, help="fine-tuning seeds per trial (seed, seed+1, ...): scores are their "
+                      "mean, *_std their spread", stage="inference"),
         **run_fidelity(gpu_share=0.5, warmup=2, repeats=15),  # batch 32 is timed a third as often
     }
+    learning_settings = ("train_size", "epochs", "lr")
+    tiny_fidelity = {"train_size": 16, "val_size": 32, "test_size": 32, "max_length": 32, "latency_warmup": 0,
+                     "latency_repeats": 1}
+    tiny_config = {"epochs": 1, "batch_size": 8}
 
     def __init__(self, name: str):
         self.name = name
         self.description = f"GLUE {GLUE_TASKS[name].folder}: fine-tune + AxFormer + TokenDrop/BucketSampler"
-        self.default_objectives = ("score", "latency_ms")
+        train_size, epochs = learning_fidelity(name)  # a baseline that learns (sized from the task, see there)
+        self.fidelity = {**GlueTask.fidelity, "train_size": dataclasses.replace(GlueTask.fidelity["train_size"], default=train_size)}
+        self.own_knobs = {**TRAINING, "epochs": dataclasses.replace(TRAINING["epochs"], default=epochs)}
+        self.default_objectives = ("val_score", "latency_ms")
 
     def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         load_split(self.name, "dev")
         load_tokenizer((fidelity or {}).get("model", DEFAULT_MODEL))  # a bad --model fails here, not in every trial
 
     @lru_cache(maxsize=2)  # noqa: B019 (tasks are process-wide singletons)
-    def splits(self, model: str, max_length: int, train_size: int, selection_size: int, dev_size: int):
-        """(fit, selection, dev) tokenised; fit and selection are disjoint seeded parts of train."""
+    def splits(self, model: str, max_length: int, train_size: int, val_size: int,
+               test_size: int) -> tuple[list[Encoded], list[Encoded], list[Encoded]]:
+        """(fit, validation, test) tokenised; fit and validation are disjoint seeded parts of train, test is
+        GLUE's dev split."""
         tokenizer = load_tokenizer(model)
-        fit, selection = selection_split(load_split(self.name, "train"))
-        dev = load_split(self.name, "dev")
+        fit, validation = validation_split(load_split(self.name, "train"), size=val_size)
+        test = load_split(self.name, "dev")
         pick = lambda rows, n: rows[:n] if n else rows  # noqa: E731
         return tuple(encode(tokenizer, pick(rows, n), max_length)
-                     for rows, n in ((fit, train_size), (selection, selection_size), (dev, dev_size)))
+                     for rows, n in ((fit, train_size), (validation, 0), (test, test_size)))
 
-    def build(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str):
-        """(model, train stats, selection passes): the fine-tuned model (cached) with AxFormer applied."""
-        fit, selection, _ = self.data(fidelity)
-        labels = len(GLUE_TASKS[self.name].labels)
-        model, train = finetuned(self.name, config, fidelity, fit, labels, device)
-        passes, plan = 0, None
-        if config["ax_mode"] == "greedy":
-            plan, passes = axformer.greedy_plan(model, lambda m: sample_losses(m, selection, device), config)
-        elif not axformer.is_off(config):
-            plan = axformer.plan_from_sites(model.bert, config)
-        if plan is not None:
-            model = axformer.approximate(model, plan)
-            if config["refinetune_epochs"]:
-                extra = finetune(model, fit, config, epochs=config["refinetune_epochs"], seed=fidelity["seed"] + 1, device=device)
-                train.time_s, train.steps = train.time_s + extra.time_s, train.steps + extra.steps
+    def stages(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str, dry: bool = False) -> Pipeline:
+        """This trial's pipeline (the text family's stages, see the module docstring) with its techniques installed."""
+        fit, validation, _ = self.data(fidelity)
+        own = {k: config[k] for k in self.own_knobs}
+
+        def tuned(pipeline: Pipeline, seed: int) -> tuple[PreTrainedModel, TrainStats]:
+            if dry:  # before training: the untrained model has the structure, which is all a precheck measures
+                return pipeline.pretrained(seed), TrainStats()
+
+            def make() -> tuple[PreTrainedModel, TrainStats]:
+                model = pipeline.pretrained(seed)
+                return model, pipeline.finetune(model, epochs=own["epochs"], seed=seed)
+
+            return cached_model(pipeline.key(seed), make, device=device)
+
+        return self.pipeline(config, lambda pipeline: {
+            "batches": lambda examples, *, epoch, rng: random_batches(examples, epoch=epoch, rng=rng,
+                                                                        batch_size=own["batch_size"]),
+            "finetune": lambda model, *, epochs, seed: finetune(model, fit, own, epochs=epochs, seed=seed, device=device,
+                                                                batches=pipeline.batches,
+                                                                validate=lambda m: self.validation_score(m, validation, device)),
+            "losses": lambda model: sample_losses(model, validation, device),
+            "gradients": lambda model, after: sample_gradients(model, validation, device, after=after),
+            "pretrained": lambda seed: self.classifier(config, {**fidelity, "seed": seed}, device),
+            "tuned": lambda seed: tuned(pipeline, seed),
+            "key": lambda seed, what=None: _hash(self.training_key(config, {**fidelity, "seed": seed}, device=device), what),
+            "cached": lambda key, make: cached_model(key, make, device=device),
+            "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))}, dry=dry)
+
+    def validation_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> float:
+        """The official score on validation (a fine-tune's checkpoints)."""
+        return score(self.name, predict(model, validation, device), [e.label for e in validation])["score"]
+
+    def classifier(self, config: dict[str, Any], fidelity: dict[str, Any], device: str) -> PreTrainedModel:
+        """The pretrained encoder with a new classification head, seeded: "same seed, same model"."""
+        return copy.deepcopy(_pretrained(fidelity["model"], len(GLUE_TASKS[self.name].labels), config["dropout"],
+                                         fidelity["seed"])).to(device)
+
+    def build(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str,
+              seed: int | None = None) -> tuple[PreTrainedModel, TrainStats, int]:
+        """(model, train stats, selection passes) of ``seed`` (default: the first): the model the pipeline deploys
+        (the cached fine-tune, approximated by the techniques). The stats count all its training-side work: the
+        fine-tune, and the approximation's selection passes and re-fine-tuning."""
+        pipeline = self.stages(config, fidelity, device=device)
+        model, passes, train = pipeline.approximate(fidelity["seed"] if seed is None else seed)
         return model.eval(), train, passes
 
     def precheck(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         """Inference costs of the approximated model, built on the pretrained encoder with an untrained
-        head: AxFormer's site knobs remove the same parts whatever the weights, and TokenDrop and the
-        bucketing only change training. The greedy pass chooses sites from losses: nothing is known."""
-        if config["ax_mode"] == "greedy":
+        head: AxFormer's site knobs remove the same amount whatever the weights, and TokenDrop and the
+        bucketing only change training. A greedy pass chooses sites from losses: nothing is known."""
+        pipeline = self.stages(config, fidelity, device=device, dry=True)
+        model, _, _ = pipeline.approximate(fidelity["seed"])
+        if pipeline.unknown:
             return {}
-        torch.manual_seed(fidelity["seed"])
-        model = load_classifier(fidelity["model"], len(GLUE_TASKS[self.name].labels), config["dropout"]).to(device)
-        if not axformer.is_off(config):
-            model = axformer.approximate(model, axformer.plan_from_sites(model.bert, config))
-        return self.costs(model.eval(), self.data(fidelity)[2], fidelity, device)
+        return self.costs(model.eval(), self.data(fidelity)[1], fidelity, device)
 
     def remeasure(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
-        """Rebuild the model (fine-tune from the cache) and time it again; no dev pass."""
+        """Rebuild the first seed's model (from the cache) and time it again; no scoring pass."""
         model, _, _ = self.build(config, fidelity, device=device)
-        return self.costs(model, self.data(fidelity)[2], fidelity, device)
+        return self.costs(model, self.data(fidelity)[1], fidelity, device)
 
-    def data(self, fidelity: dict[str, Any]):
+    def data(self, fidelity: dict[str, Any]) -> tuple[list[Encoded], list[Encoded], list[Encoded]]:
         return self.splits(fidelity["model"], fidelity["max_length"], fidelity["train_size"],
-                           fidelity["selection_size"], fidelity["dev_size"])
+                           fidelity["val_size"], fidelity["test_size"])
 
-    def evaluate(self, model, fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
+    def evaluate(self, model: PreTrainedModel, fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         """Dev scores and inference costs of a built (or loaded) model."""
-        dev = self.data(fidelity)[2]
-        scores = score(self.name, predict(model, dev, device), [e.label for e in dev])
-        return {**scores, **self.costs(model, dev, fidelity, device)}
+        _, validation, test = self.data(fidelity)
+        predicted = {"val": predict(model, validation, device), "test": predict(model, test, device)}
+        scores = {f"{split}_{k}": v for split, rows in (("val", validation), ("test", test))
+                  for k, v in score(self.name, predicted[split], [e.label for e in rows]).items()}
+        official = lambda p, y: score(self.name, p, y)["score"]  # noqa: E731
+        return {**scores, **degeneracy(predicted["val"], [e.label for e in validation], official),
+                **self.costs(model, validation, fidelity, device)}
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
-        model, train, passes = self.build(config, fidelity, device=device)
-        return {**self.evaluate(model, fidelity, device=device),
-                "train_time_s": train.time_s, "train_steps": float(train.steps),
-                "padding_fraction": train.padding_fraction, "train_peak_mb": train.peak_mb,
-                "finetune_reused": float(train.reused), "selection_passes": float(passes)}
+        """Every seed built, scored and measured; the metrics are their means (see ``over_seeds``)."""
+        count, results = fidelity["seeds"], []
+        for index in range(count):
+            with progress.part(index, count):
+                model, train, passes = self.build(config, fidelity, device=device, seed=fidelity["seed"] + index)
+            results.append({**self.evaluate(model, fidelity, device=device),
+                            "train_time_s": train.time_s, "train_steps": float(train.steps), "train_flops": train.flops,
+                            "padding_fraction": train.padding_fraction, "train_peak_mb": train.peak_mb,
+                            "finetune_reused": float(train.reused), "selection_passes": float(passes)})
+        return over_seeds(results)
 
     @staticmethod
-    def costs(model, dev: list, fidelity: dict[str, Any], device: str) -> dict[str, float]:
-        """Latency at batch 1 (a median-length dev sequence) and 32 (the first 32 dev rows), FLOPs of the
-        batch-1 call, and size after removal."""
-        median = statistics.median_low(len(e.ids) for e in dev)
-        one = collate([next(e for e in dev if len(e.ids) == median)], device)
-        many = collate(dev[:32], device)
+    def costs(model: PreTrainedModel, rows: list[Encoded], fidelity: dict[str, Any], device: str) -> dict[str, float]:
+        """Latency at batch 1 (a median-length validation sequence) and 32 (the first 32 validation rows),
+        FLOPs of the batch-1 call, and size after removal."""
+        median = statistics.median_low(len(e.ids) for e in rows)
+        one = collate([next(e for e in rows if len(e.ids) == median)], device)
+        many = collate(rows[:32], device)
         for inputs in (one, many):
             inputs.pop("labels")
         threads, warmup, repeats = fidelity["threads"], fidelity["latency_warmup"], fidelity["latency_repeats"]
@@ -145,6 +237,22 @@ class GlueTask(Task):
                               threads=threads, model=model)
         return {**b1.as_metrics(), **b32.as_metrics("latency_b32"), "flops": float(count_flops(lambda: model(**one))),
                 **{k: float(v) for k, v in model_size(model).items()}}
+
+
+def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
+    """One trial's metrics from its seeds': means, except ``degenerate`` (any seed) and ``finetune_reused`` (all
+    seeds); ``*_std`` is the sample standard deviation of the validation and test scores (0 for one seed)."""
+    merged = {k: statistics.fmean(r[k] for r in results) for k in results[0]}
+    merged["degenerate"] = max(r["degenerate"] for r in results)
+    merged["finetune_reused"] = min(r["finetune_reused"] for r in results)
+    for name in (f"{split}_{m}" for split in ("val", "test") for m in ("score", "accuracy")):
+        merged[f"{name}_std"] = statistics.stdev(r[name] for r in results) if len(results) > 1 else 0.0
+    return merged
+
+
+def _hash(base: str, what: Any) -> str:
+    """``base`` (a training key) extended by ``what`` (JSON), or ``base`` itself when there is nothing to add."""
+    return base if what is None else hashlib.sha256(json.dumps([base, what], sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def sst2() -> GlueTask:

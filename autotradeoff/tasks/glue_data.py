@@ -1,8 +1,9 @@
-"""GLUE data from the standard TSV folders (``glue/<TASK>/{train,dev}.tsv``), tokenised examples with
-TokenDrop's droppable-token mask, and the official metrics.
+"""GLUE data from the standard TSV folders (``glue/<TASK>/{train,dev}.tsv``), tokenised examples (ids,
+segment ids and the tokens as text, for techniques that read words), and the official metrics.
 
-Dev is the score; a seeded slice of train (15% by default) is the selection split that AxFormer's
-acceptance test uses, so nothing is ever selected on dev.
+Three disjoint parts: fit (what fine-tuning sees), validation (a seeded, label-stratified slice of
+train that fine-tuning never sees: what a search and AxFormer's acceptance test select on) and test
+(GLUE's dev split: GLUE's test labels are hidden, so dev is what papers report; only reported here).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autotradeoff.data import find_files
-from autotradeoff.errors import UsageError
+from autotradeoff.errors import DataMissingError, UsageError
 
-__all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "selection_split", "score"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "validation_split", "score", "learning_fidelity"]
 
 
 @dataclass(frozen=True)
@@ -27,14 +32,16 @@ class _Format:
     labels: tuple[str, ...]
     metric: str  # "accuracy", "mcc" or "f1"
     header: bool = True
+    train_rows: int = 0  # GLUE's published training-set size
 
 
 GLUE_TASKS = {
-    "sst2": _Format("SST-2", ("sentence",), "label", ("0", "1"), "accuracy"),
-    "rte": _Format("RTE", ("sentence1", "sentence2"), "label", ("not_entailment", "entailment"), "accuracy"),
-    "qnli": _Format("QNLI", ("question", "sentence"), "label", ("not_entailment", "entailment"), "accuracy"),
-    "mrpc": _Format("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1"),
-    "cola": _Format("CoLA", ("3",), "1", ("0", "1"), "mcc", header=False),
+    "sst2": _Format("SST-2", ("sentence",), "label", ("0", "1"), "accuracy", train_rows=67349),
+    "rte": _Format("RTE", ("sentence1", "sentence2"), "label", ("not_entailment", "entailment"), "accuracy", train_rows=2490),
+    "qnli": _Format("QNLI", ("question", "sentence"), "label", ("not_entailment", "entailment"), "accuracy",
+                    train_rows=104743),
+    "mrpc": _Format("MRPC", ("#1 String", "#2 String"), "Quality", ("0", "1"), "f1", train_rows=3668),
+    "cola": _Format("CoLA", ("3",), "1", ("0", "1"), "mcc", header=False, train_rows=8551),
 }
 
 
@@ -67,22 +74,18 @@ def _read(path: Path, fmt: _Format) -> list[Example]:
 class Encoded:
     ids: list[int]  # with [CLS]/[SEP], truncated to max_length
     types: list[int]  # segment ids (pairs)
-    droppable: list[bool]  # stopword/punctuation positions TokenDrop may remove; special tokens never
+    tokens: tuple[str, ...]  # the ids as the tokenizer's tokens (WordPiece pieces start with ##)
     label: int
 
 
-def encode(tokenizer, examples: list[Example], max_length: int) -> list[Encoded]:
-    """Tokenise once per process; TokenDrop then works on ids, so no re-tokenising per epoch."""
-    from autotradeoff.techniques.tokendrop import droppable_mask
-
+def encode(tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_length: int) -> list[Encoded]:
+    """Tokenise once per process; techniques then work on ids and tokens, so no re-tokenising per epoch."""
     out = []
     for example in examples:
         enc = tokenizer(*example.text, truncation=True, max_length=max_length)
         ids = enc["input_ids"]
-        tokens = tokenizer.convert_ids_to_tokens(ids)
-        special = set(tokenizer.all_special_ids)
-        mask = [ok and i not in special for ok, i in zip(droppable_mask(tokens), ids)]
-        out.append(Encoded(ids, enc.get("token_type_ids") or [0] * len(ids), mask, example.label))
+        out.append(Encoded(ids, enc.get("token_type_ids") or [0] * len(ids),
+                           tuple(tokenizer.convert_ids_to_tokens(ids)), example.label))
     return out
 
 
@@ -93,16 +96,56 @@ def load_split(task: str, split: str) -> list[Example]:
     if split not in ("train", "dev"):
         raise UsageError(f"unknown split {split!r}; choices: train, dev")
     fmt = GLUE_TASKS[task]
-    folder = find_files(f"glue/{fmt.folder}", ["train.tsv", "dev.tsv"], what=f"GLUE {fmt.folder}")
+    try:
+        folder = find_files(f"glue/{fmt.folder}", ["train.tsv", "dev.tsv"], what=f"GLUE {fmt.folder}")
+    except DataMissingError as missing:
+        return _from_hub(task, split, missing)
     return _read(folder / f"{split}.tsv", fmt)
 
 
-def selection_split(train: list[Example], *, fraction: float = 0.15, seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """(fit, selection): a seeded, disjoint split of train; the selection part is ``fraction`` of it."""
+def _from_hub(task: str, split: str, missing: DataMissingError) -> list[Example]:
+    """GLUE through Hugging Face ``datasets`` (``nyu-mll/glue``: its cache, or a download when online) when
+    the TSVs are nowhere; labels mapped by name where the names agree, by index otherwise."""
+    where = f"{str(missing).rstrip('.')}; nor as the Hugging Face dataset nyu-mll/glue ({task})"
+    try:
+        import datasets
+    except ImportError:
+        raise DataMissingError(f"{where}: `datasets` is not installed (pip install datasets)") from None
+    try:
+        rows = datasets.load_dataset("nyu-mll/glue", task, split="validation" if split == "dev" else "train")
+    except Exception as exc:  # offline and not cached, or the hub's own failure
+        raise DataMissingError(f"{where} in {datasets.config.HF_DATASETS_CACHE}: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    fmt, names = GLUE_TASKS[task], rows.features["label"].names
+    ours = [fmt.labels.index(n) if n in fmt.labels else i for i, n in enumerate(names)]
+    columns = [c for c in rows.column_names if c not in ("label", "idx")]
+    return [Example(tuple(str(row[c]).strip() for c in columns), ours[row["label"]]) for row in rows]
+
+
+def validation_split(train: list[Example], *, size: int, seed: int = 0,
+                     cap: float = 0.2) -> tuple[list[Example], list[Example]]:
+    """(fit, validation): a seeded, label-stratified validation slice of ``size`` examples (at most ``cap``
+    of train), and the rest of train in a seeded order."""
+    size = min(size, int(cap * len(train)))
     order = list(range(len(train)))
     random.Random(seed).shuffle(order)
-    cut = round(len(train) * fraction)
-    return [train[i] for i in order[cut:]], [train[i] for i in order[:cut]]
+    chosen: set[int] = set()
+    for label in sorted({e.label for e in train}):
+        members = [i for i in order if train[i].label == label]
+        chosen.update(members[: round(size * len(members) / len(train))])
+    return [train[i] for i in order if i not in chosen], [train[i] for i in order if i in chosen]
+
+
+def learning_fidelity(task: str, *, val_size: int = 872) -> tuple[int, int]:
+    """(train_size, epochs) at which a pretrained encoder's fine-tune leaves the constant predictor behind:
+    about 3,000 training examples seen per label (train_size x epochs), from at most 2,000 examples per
+    label of what validation leaves of train, and at least 2 epochs. Sized from GLUE's published
+    training-set size and the label count, so no data is read to choose it."""
+    fmt = GLUE_TASKS[task]
+    labels = len(fmt.labels)
+    available = fmt.train_rows - min(val_size, int(0.2 * fmt.train_rows))
+    train_size = min(available, 2000 * labels)
+    return train_size, max(2, math.ceil(3000 * labels / train_size))
 
 
 def score(task: str, predictions: list[int], labels: list[int]) -> dict[str, float]:

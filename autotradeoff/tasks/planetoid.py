@@ -1,162 +1,93 @@
-"""Planetoid node classification (Cora, CiteSeer, PubMed) with FASTRAIN-GNN self-training and GEENI ensembles.
+"""Planetoid node classification (Cora, CiteSeer, PubMed): GCN/GAT/SAGE, with FASTRAIN-GNN self-training
+and GEENI ensembles plugged into its pipeline.
 
-Data: ``planetoid/<Name>/raw/ind.<name>.*`` under ``$AUTOTRADEOFF_DATA`` or the cache (PyG downloads
-it when online). Splits: the public one (``labels_per_class: 0``) or, drawn from each seed, that many
-training nodes per class from the nodes outside the public validation and test sets. Accuracy is on
-the public test nodes (unlabeled during training), as mean and std over ``seeds`` splits/seeds;
-checkpoints are selected on validation accuracy, never on test. The pipeline of a trial:
-split -> train every ensemble member by (self-)training -> isolate and prune (GEENI) -> evaluate ->
-measure full-graph inference of the deployed ensemble on its thinned graph.
+Three disjoint node sets: training (the public split's, or drawn per seed), validation (the public
+validation nodes: checkpoints, early stopping and the search select on them) and test (the public test
+nodes, unlabeled during training: only reported). Accuracies are means and stds over ``seeds``
+splits/seeds.
+
+The graph family's pipeline (what a graph technique may wrap), per split:
+- ``graph(split, *, seed) -> split``: the data the members see (plain: unchanged);
+- ``model(*, layers, kind, hidden) -> GNN``: an untrained GNN of the task's knobs (None: the task's own);
+- ``fit(data, *, y, train_mask, edge_index, seed, work, layers, kind, hidden, edge_drop[, model, epochs,
+  edge_weight]) -> (GNN, best val)``: train one GNN on given labels, or fine-tune a copy of ``model`` (before
+  training, ``dry``: the untrained GNN, or ``model`` as given);
+- ``train(data, *, seed, member) -> SelfTrained``: one trained member (plain: one ``fit``; FASTRAIN: stages);
+- ``ensemble(split, *, seed) -> Deployed``: the deployed model and graph (plain: one member; GEENI: many).
+Then the deployed ensemble is evaluated and its inference measured twice: full-graph (every node at once)
+and per-node, on the sampled computation graphs of a batch of ``sampled_batch`` validation nodes with up to
+``sampled_fanout`` neighbours per node and hop (``models.sampling``, what PyG's ``NeighborLoader`` does).
+A self-training ``train`` stage's log (``SelfTrained.log``) becomes per-stage metrics: ``stage<k>_labels``,
+``stage<k>_val_accuracy``, ``test_stage<k>_accuracy``, ``stage<k>_time_s`` (self-training seconds so far).
 """
 
 from __future__ import annotations
 
-import pickle
+import functools
 import statistics
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from autotradeoff.cost import count_flops, measure_latency, model_size
-from autotradeoff.data import cache_dir, cache_lock, find_files
-from autotradeoff.errors import TrialFailed
-from autotradeoff.space import Knob
-from autotradeoff.stopping import part
-from autotradeoff.tasks.base import Task, run_fidelity
-from autotradeoff.tasks.gnn import GraphWork, accuracy, build_model, drop_edges
-from autotradeoff.techniques import fastrain, geeni
+from autotradeoff.knobs import Knob
+from autotradeoff.models.gnn import Deployed, Ensemble, GraphWork, SelfTrained, accuracy, build_model, train_gnn
+from autotradeoff.progress import part
+from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
+from autotradeoff.tasks.planetoid_data import find_raw, load_planetoid, make_split
+from autotradeoff.techniques import Pipeline
 
-__all__ = ["PlanetoidTask", "Deployed", "cora", "citeseer", "pubmed", "load_planetoid", "make_split", "build"]
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
-_CORE_FILES = ("tx", "allx", "ty", "ally", "graph", "test.index")
-_PUBLIC_TRAIN_PER_CLASS = 20  # Planetoid's public split: ind.<name>.x/y are the first 20*C rows of allx/ally
-
-
-def _stage_raw(source: Path, stage: Path, prefix: str) -> None:
-    """Link the found raw files into a writable folder for PyG; rebuild x/y if the copy lacks them."""
-    stage.mkdir(parents=True, exist_ok=True)
-    for path in source.glob(f"ind.{prefix}.*"):
-        link = stage / path.name
-        if not link.exists():
-            link.symlink_to(path.resolve())
-    if (stage / f"ind.{prefix}.x").exists() and (stage / f"ind.{prefix}.y").exists():
-        return
-    with open(stage / f"ind.{prefix}.allx", "rb") as fx, open(stage / f"ind.{prefix}.ally", "rb") as fy:
-        allx, ally = pickle.load(fx, encoding="latin1"), pickle.load(fy, encoding="latin1")
-    n_train = _PUBLIC_TRAIN_PER_CLASS * ally.shape[1]
-    for name, value in (("x", allx[:n_train]), ("y", ally[:n_train])):
-        with open(stage / f"ind.{prefix}.{name}", "wb") as handle:
-            pickle.dump(value, handle, protocol=2)
+__all__ = ["PlanetoidTask", "cora", "citeseer", "pubmed"]
 
 
-def find_raw(name: str) -> Path:
-    """The folder holding ``ind.<name>.*``; PyG downloads it into the cache when online and missing."""
-
-    def download(target: Path) -> None:
-        from torch_geometric.datasets import Planetoid
-
-        Planetoid(str(target.parent.parent), name)  # PyG's own download into <root>/<Name>/raw
-
-    return find_files(f"planetoid/{name}/raw", [f"ind.{name.lower()}.{f}" for f in _CORE_FILES],
-                      what=f"Planetoid {name}", download=download)
-
-
-@lru_cache(maxsize=4)
-def load_planetoid(name: str):
-    """The PyG ``Data`` of a Planetoid graph (public split), cached per process."""
-    from torch_geometric.datasets import Planetoid
-
-    root = cache_dir() / "planetoid"
-    with cache_lock(f"planetoid-{name}"):  # the first trial stages and processes, the others wait and read
-        _stage_raw(find_raw(name), root / name / "raw", name.lower())
-        return Planetoid(str(root), name)[0]
+def _fit(config: dict[str, Any], data: Data, *, dry: bool, **kwargs: Any) -> tuple[torch.nn.Module, float]:
+    """The ``fit`` stage: ``train_gnn``, or before training the untrained GNN it would start from."""
+    if not dry:
+        return train_gnn(config, data, **kwargs)
+    if kwargs.get("model") is not None:
+        return kwargs["model"], 0.0
+    torch.manual_seed(kwargs["seed"])
+    model = build_model(config, data.num_features, int(data.y.max()) + 1, layers=kwargs.get("layers"),
+                        kind=kwargs.get("kind"), hidden=kwargs.get("hidden"))
+    return model.to(data.x.device).eval(), 0.0
 
 
-def make_split(data, labels_per_class: int, seed: int):
-    """``data`` itself for the public split (0), else a copy whose ``train_mask`` holds ``labels_per_class``
-    nodes per class drawn with ``seed`` from outside the public validation and test nodes."""
-    if not labels_per_class:
-        return data
-    generator = torch.Generator().manual_seed(seed)
-    pool = ~(data.val_mask | data.test_mask)
-    train = torch.zeros_like(pool)
-    for label in range(int(data.y.max()) + 1):
-        nodes = (pool & (data.y == label)).nonzero().view(-1)
-        if len(nodes) < labels_per_class:
-            raise TrialFailed(f"labels_per_class={labels_per_class}: class {label} has only {len(nodes)} nodes to draw from")
-        train[nodes[torch.randperm(len(nodes), generator=generator)[:labels_per_class].to(nodes.device)]] = True
-    split = data.clone()
-    split.train_mask = train
-    return split
+def _train(pipeline: Pipeline, data: Data, *, seed: int, member: dict[str, Any]) -> SelfTrained:
+    """The ``train`` stage: one supervised GNN on the true labels."""
+    work = GraphWork()
+    model, _ = pipeline.fit(data, y=data.y.clone(), train_mask=data.train_mask.clone(), edge_index=data.edge_index,
+                            seed=seed, work=work, layers=None, edge_drop=None, **member)
+    return SelfTrained(model, data.edge_index, work, torch.zeros_like(data.train_mask), data.y.clone())
 
 
-@dataclass
-class Deployed:
-    """The ensemble as deployed: members and the (thinned) graph they run on."""
-
-    ensemble: geeni.Ensemble
-    edge_index: torch.Tensor
-    edge_weight: torch.Tensor | None
-    unweighted: torch.Tensor | None  # the graph for members without edge weights (down-weighted edges dropped)
-    work: GraphWork  # training and preparation
-    pseudo: torch.Tensor  # nodes member 0 pseudolabeled
-    pseudo_labels: torch.Tensor
-
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ensemble(x, self.edge_index, self.edge_weight, self.unweighted)
-
-    def edges(self) -> int:
-        """Messages one inference passes: each member's graph edges x its layers."""
-        return sum(m.num_layers * (self.edge_index if kind == "gcn" or self.unweighted is None else self.unweighted).size(1)
-                   for m, kind in zip(self.ensemble.members, self.ensemble.kinds))
-
-
-def build(config: dict[str, Any], split, *, seed: int) -> Deployed:
-    """Train the members (FASTRAIN stages; one stage = supervised), then GEENI's isolation and pruning."""
-    members, kinds, work, first = [], [], GraphWork(), None
-    for index in range(config["n_members"]):
-        member = geeni.member_settings(config, index)
-        data = split
-        if member.pop("subgraph"):
-            data = split.clone()
-            data.edge_index = drop_edges(split.edge_index, config["subgraph_drop"], torch.Generator().manual_seed(seed + index))
-        with part(index, config["n_members"]):
-            trained = fastrain.self_train(config, data, seed=seed + 1000 * index, **member)
-        first = first or trained
-        members.append(trained.model)
-        kinds.append(member["kind"])
-        work.add(trained.work)
-    edge_index, edge_weight = first.edge_index, None  # member 0's graph (after its PGP pruning)
-    ensemble = geeni.Ensemble(members, kinds, config["combine"])
-    if config["isolate_frac"] > 0:
-        unlabeled = (~split.train_mask).nonzero().view(-1)
-        scores = geeni.error_scores(ensemble.member_probs(split.x, edge_index), config["error_score"])[unlabeled]
-        work.edges += sum(m.num_layers for m in members) * edge_index.size(1)
-        chosen = unlabeled[scores.argsort(descending=True)[: int(config["isolate_frac"] * len(unlabeled))]]
-        edge_index, edge_weight = geeni.isolate_error_nodes(edge_index, chosen, mode=config["isolation_mode"],
-                                                            alpha=config["isolation_alpha"])
-    edge_index, edge_weight = geeni.prune_edges(edge_index, config["edge_prune"], split.num_nodes, edge_weight)
-    unweighted = None if edge_weight is None else edge_index[:, edge_weight >= 1]
-    if config["weight_sparsity"] > 0:
-        ensemble = geeni.Ensemble([geeni.prune_channels(m, config["weight_sparsity"], config, k) for m, k in zip(members, kinds)],
-                                  kinds, config["combine"])
-    return Deployed(ensemble.eval(), edge_index, edge_weight, unweighted, work, first.pseudo, first.pseudo_labels)
+def _ensemble(pipeline: Pipeline, split: Data, *, seed: int) -> Deployed:
+    """The ``ensemble`` stage: the task's own GNN alone on the split's graph."""
+    kind = pipeline.task_config["model"]
+    with part(0, 1):
+        trained = pipeline.train(split, seed=seed, member={"kind": kind, "hidden": pipeline.task_config["hidden"]})
+    return Deployed(Ensemble([trained.model], [kind]).eval(), trained.edge_index, None, None, trained.work,
+                    trained.pseudo, trained.pseudo_labels, trained.log)
 
 
 class PlanetoidTask(Task):
+    family = "graph"
+    technique_names = ("fastrain", "geeni")
     metrics = {
-        "accuracy": "max", "accuracy_std": "min", "val_accuracy": "max",
+        "val_accuracy": "max", "val_accuracy_std": "min", "test_accuracy": "max", "test_accuracy_std": "min",
         "latency_ms": "min", "latency_iqr_ms": "min", "flops": "min", "params": "min", "model_bytes": "min",
         "edges": "min", "train_time_s": "min", "train_edges": "min", "train_flops": "min", "train_epochs": "min",
-        "pseudo_labels": "max", "pseudo_accuracy": "max",
+        "pseudo_labels": "max", "test_pseudo_accuracy": "max", "train_stages": "min",
+        "sampled_latency_ms": "min", "sampled_latency_iqr_ms": "min", "sampled_flops": "min", "sampled_nodes": "min",
+        "val_sampled_accuracy": "max", "test_sampled_accuracy": "max", **DEGENERACY_METRICS,
     }
-    default_objectives = ("accuracy", "latency_ms")
+    metric_prefixes = ("stage", "test_stage")  # one per self-training stage: stage2_val_accuracy, test_stage2_accuracy
+    default_objectives = ("val_accuracy", "latency_ms")
     checkpoints = True  # every training epoch reports validation accuracy
-    knobs = {
+    own_knobs = {
         "model": Knob("model", "categorical", "gcn", choices=("gcn", "gat", "sage"), help="GNN layer type"),
         "layers": Knob("layers", "int", 2, 1, 6, help="message-passing layers"),
         "hidden": Knob("hidden", "int", 16, 2, 1024, help="hidden width (per head for GAT)"),
@@ -167,14 +98,19 @@ class PlanetoidTask(Task):
         "epochs": Knob("epochs", "int", 200, 1, 5000, help="full-batch training epochs (per stage)"),
         "patience": Knob("patience", "int", 0, 0, 5000, help="stop after this many epochs without a better validation accuracy (0: never)"),
         "edge_drop": Knob("edge_drop", "float", 0.0, 0.0, 0.9, help="share of edges dropped each epoch"),
-        **fastrain.KNOBS,
-        **geeni.KNOBS,
     }
     fidelity = {
         "labels_per_class": Knob("labels_per_class", "int", 0, 0, 10_000, help="training labels per class (0: the public split)"),
         "seeds": Knob("seeds", "int", 1, 1, 50, help="splits/seeds per trial (accuracy mean and std)"),
+        "sampled_batch": Knob("sampled_batch", "int", 32, 1, 100_000, help="target nodes per sampled (per-node) inference call",
+                              stage="inference"),
+        "sampled_fanout": Knob("sampled_fanout", "int", 10, 0, 100_000, help="neighbours sampled per node and hop (0: all)",
+                               stage="inference"),
         **run_fidelity(gpu_share=0.25, warmup=3, repeats=20),
     }
+    tiny_fidelity = {"latency_warmup": 0, "latency_repeats": 1}
+    learning_settings = ("epochs", "labels_per_class")
+    tiny_config = {"epochs": 5}
 
     def __init__(self, dataset: str):
         self.dataset = dataset
@@ -184,61 +120,111 @@ class PlanetoidTask(Task):
     def check_data(self, fidelity: dict[str, Any] | None = None) -> None:
         find_raw(self.dataset)
 
+    def stages(self, config: dict[str, Any], data: Data, *, dry: bool = False) -> Pipeline:
+        """This trial's pipeline with its techniques installed."""
+        own = {k: config[k] for k in self.own_knobs}
+        model = functools.partial(build_model, own, data.num_features, int(data.y.max()) + 1)
+        return self.pipeline(config, lambda pipeline: {
+            "graph": lambda split, *, seed: split,
+            "model": lambda **overrides: model(**overrides).to(data.x.device),
+            "fit": functools.partial(_fit, own, dry=dry),
+            "train": functools.partial(_train, pipeline),
+            "ensemble": functools.partial(_ensemble, pipeline)}, dry=dry)
+
     def precheck(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         """Size of the deployed ensemble from its untrained members (channel pruning keeps the same count
         of channels whatever the weights), and its inference costs when the deployed graph does not
-        depend on training (no error-node isolation, no pseudolabel-guided pruning). A member's depth
-        depends on training only under dynamic depth with several stages: then nothing is known."""
-        if config["dynamic_depth"] and config["stages"] > 1:
-            return {}
+        depend on training. The pipeline runs ``dry``; techniques say what training would change."""
         data = load_planetoid(self.dataset).to(device)
-        split = make_split(data, fidelity["labels_per_class"], fidelity["seed"])
-        depth = fastrain.stage_depth(config, float(split.train_mask.float().mean()))
-        members, kinds = [], []
-        torch.manual_seed(fidelity["seed"])
-        for index in range(config["n_members"]):
-            member = geeni.member_settings(config, index)
-            model = build_model(config, data.num_features, int(data.y.max()) + 1, layers=depth, kind=member["kind"],
-                                hidden=member["hidden"]).to(device)
-            members.append(geeni.prune_channels(model, config["weight_sparsity"], config, member["kind"]))
-            kinds.append(member["kind"])
-        ensemble = geeni.Ensemble(members, kinds, config["combine"]).eval()
-        known = {k: float(v) for k, v in model_size(ensemble).items()}
-        if config["isolate_frac"] == 0 and not (config["pgp"] and config["stages"] > 1):
-            edge_index, _ = geeni.prune_edges(split.edge_index, config["edge_prune"], split.num_nodes)
-            none = torch.zeros(0, dtype=torch.bool)
-            known.update(self.costs(Deployed(ensemble, edge_index, None, None, GraphWork(), none, none), split, fidelity))
+        pipeline = self.stages(config, data, dry=True)
+        split = pipeline.graph(make_split(data, fidelity["labels_per_class"], fidelity["seed"]), seed=fidelity["seed"])
+        deployed = pipeline.ensemble(split, seed=fidelity["seed"])
+        if "size" in pipeline.unknown:
+            return {}
+        known = {k: float(v) for k, v in model_size(deployed.ensemble).items()}
+        if "inference" not in pipeline.unknown:
+            known.update(self.costs(deployed, split, fidelity))
         return known
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         data = load_planetoid(self.dataset).to(device)
+        pipeline = self.stages(config, data)
         runs = []
         for offset in range(fidelity["seeds"]):
             seed = fidelity["seed"] + offset
-            split = make_split(data, fidelity["labels_per_class"], seed)
+            split = pipeline.graph(make_split(data, fidelity["labels_per_class"], seed), seed=seed)
             start = time.perf_counter()
             with part(offset, fidelity["seeds"]):
-                deployed = build(config, split, seed=seed)
+                deployed = pipeline.ensemble(split, seed=seed)
             elapsed = time.perf_counter() - start
-            pred = deployed.scores(split.x).argmax(-1)
-            pseudo = deployed.pseudo
-            runs.append({"accuracy": accuracy(pred, split.y, split.test_mask),
-                         "val_accuracy": accuracy(pred, split.y, split.val_mask), "train_time_s": elapsed,
-                         "train_edges": deployed.work.edges, "train_flops": deployed.work.flops,
-                         "train_epochs": deployed.work.epochs, "pseudo_labels": int(pseudo.sum()),
-                         "pseudo_accuracy": accuracy(deployed.pseudo_labels, split.y, pseudo) if pseudo.any() else 0.0})
-        mean = {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
-        mean["accuracy_std"] = statistics.stdev(r["accuracy"] for r in runs) if len(runs) > 1 else 0.0
+            runs.append({**self.scores(deployed, split, elapsed), **self.sampled_scores(deployed, split, fidelity)})
+        names = dict.fromkeys(k for r in runs for k in r)  # a stage some splits stopped before: mean of the others
+        mean = {k: statistics.fmean(r[k] for r in runs if k in r) for k in names}
+        for part_name in ("val", "test"):
+            values = [r[f"{part_name}_accuracy"] for r in runs]
+            mean[f"{part_name}_accuracy_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         return {**{k: float(v) for k, v in mean.items()}, **self.costs(deployed, split, fidelity)}
 
     @staticmethod
-    def costs(deployed: Deployed, split, fidelity: dict[str, Any]) -> dict[str, float]:
-        """Full-graph inference of the deployed ensemble: latency, FLOPs, messages, size."""
+    def scores(deployed: Deployed, split: Data, elapsed: float) -> dict[str, float]:
+        """Accuracy on validation and test nodes, pseudolabels (their accuracy needs the labels of unlabeled
+        nodes, test ones among them: a test metric), and the training work of one split."""
+        pred, pseudo = deployed.scores(split.x).argmax(-1), deployed.pseudo
+        share = lambda p, y: sum(a == b for a, b in zip(p, y)) / len(y)  # noqa: E731
+        return {**degeneracy(pred[split.val_mask].tolist(), split.y[split.val_mask].tolist(), share),
+                "val_accuracy": accuracy(pred, split.y, split.val_mask),
+                "test_accuracy": accuracy(pred, split.y, split.test_mask),
+                "train_time_s": elapsed, "train_edges": deployed.work.edges, "train_flops": deployed.work.flops,
+                "train_epochs": deployed.work.epochs, "pseudo_labels": int(pseudo.sum()),
+                "test_pseudo_accuracy": accuracy(deployed.pseudo_labels, split.y, pseudo) if pseudo.any() else 0.0,
+                "train_stages": max(1, len(deployed.log)), **stage_metrics(deployed.log)}
+
+    @staticmethod
+    def sampled_scores(deployed: Deployed, split: Data, fidelity: dict[str, Any]) -> dict[str, float]:
+        """Accuracy of per-node inference on validation and test nodes, in batches as deployed."""
+        batch, fanout = fidelity["sampled_batch"], fidelity["sampled_fanout"]
+        return {f"{name}_sampled_accuracy": sampled_accuracy(deployed, split, mask, batch=batch, fanout=fanout)
+                for name, mask in (("val", split.val_mask), ("test", split.test_mask))}
+
+    @staticmethod
+    def costs(deployed: Deployed, split: Data, fidelity: dict[str, Any]) -> dict[str, float]:
+        """Inference of the deployed ensemble, full-graph and per-node (sampled): latency, FLOPs, messages,
+        computation-graph nodes, size. A sampled call draws its neighbours afresh with the same seed, so
+        every repeat does the same work; sampling is part of the timed call."""
+        timing = {"warmup": fidelity["latency_warmup"], "repeats": fidelity["latency_repeats"],
+                  "threads": fidelity["threads"], "model": deployed.ensemble}
         forward = lambda: deployed.scores(split.x)  # noqa: E731
-        latency = measure_latency(forward, warmup=fidelity["latency_warmup"], repeats=fidelity["latency_repeats"],
-                                  threads=fidelity["threads"], model=deployed.ensemble)
-        return {**latency.as_metrics(), "flops": float(count_flops(forward)), "edges": float(deployed.edges()),
+        targets, fanout = sampled_targets(split, fidelity["sampled_batch"]), fidelity["sampled_fanout"]
+        sampled = lambda: deployed.sampled_scores(split.x, targets, fanout=fanout, generator=torch.Generator().manual_seed(0))  # noqa: E731
+        graph = deployed.computation_graph(targets, num_nodes=split.num_nodes, fanout=fanout,
+                                           generator=torch.Generator().manual_seed(0))
+        return {**measure_latency(forward, **timing).as_metrics(), "flops": float(count_flops(forward)),
+                "edges": float(deployed.edges()), **measure_latency(sampled, **timing).as_metrics("sampled_latency"),
+                "sampled_flops": float(count_flops(sampled)), "sampled_nodes": float(len(graph.nodes)),
                 **{k: float(v) for k, v in model_size(deployed.ensemble).items()}}
+
+
+def stage_metrics(log: list[dict[str, float]]) -> dict[str, float]:
+    """One self-training run's stage log as metrics (``stage2_val_accuracy``, ``test_stage2_accuracy``, ...)."""
+    metrics = {}
+    for number, entry in enumerate(log, 1):
+        metrics.update({f"stage{number}_labels": entry["labels"], f"stage{number}_val_accuracy": entry["val_accuracy"],
+                        f"test_stage{number}_accuracy": entry["test_accuracy"], f"stage{number}_time_s": entry["time_s"]})
+    return metrics
+
+
+def sampled_targets(split: Data, batch: int) -> torch.Tensor:
+    """The validation nodes whose per-node inference is timed: a fixed draw of ``batch`` of them."""
+    nodes = split.val_mask.nonzero().view(-1)
+    return nodes[torch.randperm(len(nodes), generator=torch.Generator().manual_seed(0))[:batch].to(nodes.device)]
+
+
+def sampled_accuracy(deployed: Deployed, split: Data, mask: torch.Tensor, *, batch: int, fanout: int) -> float:
+    """Accuracy of per-node inference over ``mask``'s nodes, ``batch`` targets per call."""
+    nodes, generator = mask.nonzero().view(-1), torch.Generator().manual_seed(0)
+    pred = torch.cat([deployed.sampled_scores(split.x, nodes[i: i + batch], fanout=fanout, generator=generator).argmax(-1)
+                      for i in range(0, len(nodes), batch)])
+    return float((pred == split.y[nodes]).float().mean())
 
 
 def cora() -> PlanetoidTask:

@@ -1,55 +1,83 @@
-"""AxFormer (techniques.md section 1): which approximation sites of a fine-tuned encoder to apply.
+"""AxFormer (techniques.md section 1): remove from a fine-tuned encoder what validation says it can spare, then
+re-fine-tune the smaller model.
 
-Two ways to choose a plan (see ``axbert.py`` for the plan format and the physical removal):
-- ``sites`` (searched): a few counts and shares that the sampler sets directly. Top-K attention
-  goes into the lowest layers first and whole blocks are dropped from the top first, as the
-  paper's greedy pass orders them; heads and FFN neurons kept are chosen by weight importance.
-- ``greedy`` (the paper's pass): try each site on the held-out selection slice and keep it only if
-  the mean loss falls below the best so far and more than ``accept_frac`` of the samples lose no
-  accuracy (loss <= their baseline loss); near misses (< ``fallback_tol`` x best) fall back to
-  single heads or FFN neuron groups.
+It acts on the text tasks' ``approximate(seed)`` stage. A *plan* (``models/bert.py``: per layer, attention and
+FFN kept or dropped, the heads and FFN neurons kept, top-K) is chosen one of two ways:
+- ``sites`` (searched): counts and shares the sampler sets. Whole attention/FFN blocks go from the top layer
+  down (needing no fine-tune); in the other layers the heads and FFN neuron groups kept are those whose
+  removal would raise the validation loss most, estimated to first order on the fine-tuned model
+  (``taylor_importance``). ``hard_attn_layers`` gives the lowest layers top-K attention.
+- ``greedy`` (the paper's pass, on the validation split): each whole sublayer (attention, FFN) is removed
+  alone and its effect on the mean validation loss measured; they are tried cumulatively from the least
+  harmful, then the heads and FFN groups left, from the least important, in chunks that halve on a rejection.
+  A change is kept when the mean loss stays within ``1 + loss_tol`` of the fine-tuned model's and at least
+  ``accept_frac`` of the samples are no worse (the paper's second test; 0: off). Top-K is not tried: it still
+  computes the full score matrix, so it saves no time in eager PyTorch.
+Plans that read the fine-tuned model are cached on disk by (that fine-tune's key, the plan's knobs), with the
+passes, time and FLOPs they cost, so later trials reuse them (and still report their cost).
+
+``refinetune``: ``pretrained`` (the paper's step 6, default): the pretrained encoder with the plan applied is
+fine-tuned as the baseline was (same seed and schedule; ``refinetune_epochs`` 0 = the task's epochs);
+``finetuned``: the approximated fine-tune trains on; ``off``: deployed as it is. Re-fine-tuned models are
+cached by (fine-tune key, plan, re-fine-tune settings).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from autotradeoff.errors import TrialFailed
-from autotradeoff.space import Knob
-from autotradeoff.techniques.axbert import apply_plan, full_plan
+from autotradeoff import progress
+from autotradeoff.data import cached_artifact
+from autotradeoff.knobs import Knob
+from autotradeoff.models.bert import apply_plan, full_plan
+from autotradeoff.techniques.base import Pipeline, Technique
 
-__all__ = ["KNOBS", "is_off", "plan_from_sites", "greedy_plan", "approximate", "head_importance", "neuron_importance"]
+__all__ = ["AxFormer", "plan_from_sites", "greedy_plan", "approximate", "taylor_importance", "head_importance",
+           "neuron_importance", "plan_knobs"]
+
+
+def _knob(name: str, kind: str, default: Any, *args: Any, **kwargs: Any) -> Knob:
+    return Knob(name, kind, default, *args, stage="approximate", **kwargs)
+
 
 KNOBS = {
-    "ax_mode": Knob("ax_mode", "categorical", "sites", choices=("sites", "greedy"),
-                    help="sites: the knobs below; greedy: the paper's accuracy-driven pass"),
-    "hard_attn_layers": Knob("hard_attn_layers", "int", 0, 0, 48, help="lowest layers given top-K attention"),
-    "hard_attn_k": Knob("hard_attn_k", "int", 30, 1, 512, help="attention probabilities kept per query"),
-    "drop_attn_layers": Knob("drop_attn_layers", "int", 0, 0, 48, help="top layers whose attention block is removed"),
-    "drop_ffn_layers": Knob("drop_ffn_layers", "int", 0, 0, 48, help="top layers whose FFN block is removed"),
-    "heads_kept": Knob("heads_kept", "float", 1.0, 0.01, 1.0, help="share of heads kept in the other layers"),
-    "ffn_kept": Knob("ffn_kept", "float", 1.0, 0.01, 1.0, help="share of FFN neuron groups kept in the other layers"),
-    "ffn_group_size": Knob("ffn_group_size", "int", 128, 1, 4096, help="FFN neurons per prunable group"),
-    "accept_frac": Knob("accept_frac", "float", 0.5, 0.0, 1.0, help="greedy: share of samples that must not get worse"),
-    "fallback_tol": Knob("fallback_tol", "float", 1.1, 1.0, 2.0, help="greedy: try finer sites when loss < tol x best"),
-    "refinetune_epochs": Knob("refinetune_epochs", "int", 0, 0, 10, help="epochs of fine-tuning after approximation"),
+    "ax_mode": _knob("ax_mode", "categorical", "sites", choices=("sites", "greedy"),
+                     help="sites: the counts and shares below; greedy: the paper's validation-driven pass"),
+    "hard_attn_layers": _knob("hard_attn_layers", "int", 0, 0, 48, help="lowest layers given top-K attention"),
+    "hard_attn_k": _knob("hard_attn_k", "int", 30, 1, 512, help="attention probabilities kept per query"),
+    "drop_attn_layers": _knob("drop_attn_layers", "int", 0, 0, 48, help="top layers whose attention block is removed"),
+    "drop_ffn_layers": _knob("drop_ffn_layers", "int", 0, 0, 48, help="top layers whose FFN block is removed"),
+    "heads_kept": _knob("heads_kept", "float", 1.0, 0.01, 1.0, help="share of heads kept in the other layers"),
+    "ffn_kept": _knob("ffn_kept", "float", 1.0, 0.01, 1.0, help="share of FFN neuron groups kept in the other layers"),
+    "ffn_group_size": _knob("ffn_group_size", "int", 128, 1, 4096, help="FFN neurons per prunable group"),
+    "loss_tol": _knob("loss_tol", "float", 0.05, 0.0, 1.0, help="greedy: accepted rise of the mean validation loss"),
+    "accept_frac": _knob("accept_frac", "float", 0.0, 0.0, 1.0, help="greedy: share of samples that must be no worse"),
+    "refinetune": _knob("refinetune", "categorical", "pretrained", choices=("off", "pretrained", "finetuned"),
+                        help="after approximating: fine-tune from the pretrained weights, go on from the fine-tune, or not"),
+    "refinetune_epochs": _knob("refinetune_epochs", "int", 0, 0, 50, help="re-fine-tuning epochs (0: the task's epochs)"),
 }
+_SITES = ("hard_attn_layers", "hard_attn_k", "drop_attn_layers", "drop_ffn_layers", "heads_kept", "ffn_kept", "ffn_group_size")
+_GREEDY = ("loss_tol", "accept_frac", "ffn_group_size")
 
 
-def is_off(config: dict[str, Any]) -> bool:
-    """True when the config approximates nothing (the fine-tuned baseline is used as is)."""
-    return config["ax_mode"] == "sites" and not any(config[k] for k in ("hard_attn_layers", "drop_attn_layers",
-                                                                          "drop_ffn_layers")) \
-        and config["heads_kept"] >= 1.0 and config["ffn_kept"] >= 1.0
+def plan_knobs(own: dict[str, Any]) -> dict[str, Any]:
+    """The knobs a plan depends on (with the fine-tune it is read from): its cache key. Re-fine-tuning
+    settings are not among them, so trials that differ only there share one plan."""
+    return {"ax_mode": own["ax_mode"], **{k: own[k] for k in (_GREEDY if own["ax_mode"] == "greedy" else _SITES)}}
 
 
 def head_importance(layer: nn.Module) -> torch.Tensor:
-    """Per head: norm of its output-projection columns (how much it can move the residual stream)."""
+    """Per head: norm of its output-projection columns (a weight-only stand-in where no loss is known)."""
     attn = layer.attention
     size = attn.self.attention_head_size
     weight = attn.output.dense.weight.detach()  # [hidden, heads*size]
@@ -57,40 +85,66 @@ def head_importance(layer: nn.Module) -> torch.Tensor:
 
 
 def neuron_importance(layer: nn.Module) -> torch.Tensor:
-    """Per FFN neuron: |input row| x |output column|, the scale of its contribution."""
+    """Per FFN neuron: |input row| x |output column| (a weight-only stand-in where no loss is known)."""
     return layer.intermediate.dense.weight.detach().norm(dim=1) * layer.output.dense.weight.detach().norm(dim=0)
+
+
+def taylor_importance(model: nn.Module, gradients: Callable[[nn.Module, Callable[[], None]], float]
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor], float]:
+    """(per layer head scores, per layer FFN neuron scores, FLOPs): how much the validation loss would change
+    if the unit were removed, to first order. Removing a head or a neuron zeroes its columns of the output
+    projection, so the change is ``w . dL/dw`` over them; its absolute value is summed over batches.
+    ``gradients(model, after)`` runs forward and backward on validation batches, calling ``after()`` on each."""
+    layers = model.bert.encoder.layer
+    heads = [torch.zeros(layer.attention.self.num_attention_heads) for layer in layers]
+    neurons = [torch.zeros(layer.intermediate.dense.out_features) for layer in layers]
+
+    def after() -> None:
+        for index, layer in enumerate(layers):
+            out = layer.attention.output.dense.weight
+            size = layer.attention.self.attention_head_size
+            heads[index] += (out * out.grad).detach().view(out.size(0), -1, size).sum(dim=(0, 2)).abs()
+            ffn = layer.output.dense.weight
+            neurons[index] += (ffn * ffn.grad).detach().sum(dim=0).abs()
+
+    flops = gradients(model, after)
+    return heads, neurons, flops
 
 
 def _top(scores: torch.Tensor, keep: int) -> list[int]:
     return sorted(scores.topk(keep).indices.tolist())
 
 
-def plan_from_sites(encoder: nn.Module, config: dict[str, Any]) -> list[dict]:
-    """The plan the ``sites`` knobs describe for this encoder (a ``BertModel``)."""
+def _group_scores(neurons: torch.Tensor, group: int) -> torch.Tensor:
+    """Per group of ``group`` consecutive neurons (at most the layer's width): the sum of their scores."""
+    groups = len(neurons) // group
+    return neurons[: groups * group].view(groups, group).sum(dim=1)
+
+
+def plan_from_sites(encoder: nn.Module, config: dict[str, Any], scores: tuple[list, list] | None = None) -> list[dict]:
+    """The plan the ``sites`` knobs describe for this encoder (a ``BertModel``); layer counts past the model's
+    depth mean every layer. ``scores``: per-layer (head, neuron) importances (``taylor_importance``); without
+    them the weight norms choose (the same shapes: what a check before training needs)."""
     layers = encoder.encoder.layer
-    count = len(layers)
-    for name in ("hard_attn_layers", "drop_attn_layers", "drop_ffn_layers"):
-        if config[name] > count:
-            raise TrialFailed(f"{name}={config[name]} exceeds the model's {count} layers")
-    plan = full_plan(count)
+    plan = full_plan(len(layers))
     for index, (layer, site) in enumerate(zip(layers, plan)):
-        from_top = count - 1 - index
+        from_top = len(layers) - 1 - index
         if from_top < config["drop_attn_layers"]:
             site["attention"] = "drop"
         else:
             heads = layer.attention.self.num_attention_heads
             keep = max(1, round(config["heads_kept"] * heads))
-            site["heads"] = None if keep == heads else _top(head_importance(layer), keep)
+            ranked = scores[0][index] if scores else head_importance(layer)
+            site["heads"] = None if keep == heads else _top(ranked, keep)
             site["topk"] = config["hard_attn_k"] if index < config["hard_attn_layers"] else 0
         if from_top < config["drop_ffn_layers"]:
             site["ffn"] = "drop"
         else:
-            width, group = layer.intermediate.dense.out_features, config["ffn_group_size"]
-            groups = max(1, width // group)
-            keep = max(1, round(config["ffn_kept"] * groups))
-            if keep < groups:
-                scores = neuron_importance(layer)[: groups * group].view(groups, group).sum(dim=1)
-                site["ffn_neurons"] = [g * group + i for g in _top(scores, keep) for i in range(group)]
+            group = min(config["ffn_group_size"], layer.intermediate.dense.out_features)
+            grouped = _group_scores(scores[1][index] if scores else neuron_importance(layer), group)
+            keep = max(1, round(config["ffn_kept"] * len(grouped)))
+            if keep < len(grouped):
+                site["ffn_neurons"] = [g * group + i for g in _top(grouped, keep) for i in range(group)]
     return plan
 
 
@@ -102,48 +156,178 @@ def approximate(model: nn.Module, plan: list[dict]) -> nn.Module:
     return new
 
 
-def greedy_plan(model: nn.Module, sample_losses: Callable[[nn.Module], torch.Tensor], config: dict[str, Any]) -> tuple[list[dict], int]:
-    """The paper's greedy pass; returns (plan, selection passes spent). ``sample_losses`` scores a model
-    on the selection slice (one loss per sample)."""
+def _changed(plan: list[dict], index: int, **change: Any) -> list[dict]:
+    new = copy.deepcopy(plan)
+    new[index].update(change)
+    return new
+
+
+def _without(plan: list[dict], units: list[tuple], model: nn.Module, group: int) -> list[dict]:
+    """``plan`` with the ``(layer, kind, number)`` units removed (``head`` or FFN ``group``), never a block's last."""
+    new = copy.deepcopy(plan)
+    for index, kind, number in units:
+        layer, site = model.bert.encoder.layer[index], new[index]
+        if kind == "head":
+            kept = site["heads"] or list(range(layer.attention.self.num_attention_heads))
+            site["heads"] = [h for h in kept if h != number] if len(kept) > 1 else kept
+        else:
+            kept = site["ffn_neurons"] or list(range(layer.intermediate.dense.out_features))
+            rest = [n for n in kept if not number * group <= n < (number + 1) * group]
+            site["ffn_neurons"] = rest or kept
+    return new
+
+
+def greedy_plan(model: nn.Module, losses: Callable[[nn.Module], torch.Tensor], scores: tuple[list, list],
+                config: dict[str, Any]) -> tuple[list[dict], int]:
+    """The greedy pass (module docstring); returns (plan, selection passes). ``losses`` scores a model on the
+    selection split (one loss per sample); ``scores`` ranks heads and FFN neurons (``taylor_importance``)."""
     layers = model.bert.encoder.layer
+    base = losses(model)
+    limit, seen = (1 + config["loss_tol"]) * float(base.mean()), {}
+
+    def measure(candidate: list[dict]) -> torch.Tensor:
+        key = json.dumps(candidate)
+        if key not in seen:
+            seen[key] = losses(approximate(model, candidate))
+        return seen[key]
+
+    def passes(candidate: list[dict]) -> bool:
+        out = measure(candidate)
+        return float(out.mean()) <= limit and float((out <= base).float().mean()) >= config["accept_frac"]
+
     plan = full_plan(len(layers))
-    base = sample_losses(model)
-    state = {"best": float(base.mean()), "passes": 1}
+    blocks = [(i, change) for i in range(len(layers)) for change in ({"attention": "drop", "topk": 0}, {"ffn": "drop"})]
+    effect = {n: float(measure(_changed(plan, i, **change)).mean()) for n, (i, change) in enumerate(blocks)}
+    for n in sorted(effect, key=effect.get):  # whole sublayers, least harmful first
+        if effect[n] <= limit and passes(candidate := _changed(plan, blocks[n][0], **blocks[n][1])):
+            plan = candidate
+    group = min(config["ffn_group_size"], layers[0].intermediate.dense.out_features)
+    plan = _greedy_units(plan, model, scores, group, passes)
+    return plan, 1 + len(seen)
 
-    def attempt(candidate: list[dict]) -> tuple[bool, float]:
-        losses = sample_losses(approximate(model, candidate))
-        state["passes"] += 1
-        mean = float(losses.mean())
-        accepted = mean < state["best"] and float((losses <= base).float().mean()) > config["accept_frac"]
-        if accepted:
-            state["best"] = mean
-        return accepted, mean
 
-    def try_site(index: int, **change: Any) -> tuple[bool, float]:
-        candidate = copy.deepcopy(plan)
-        candidate[index].update(change)
-        accepted, mean = attempt(candidate)
-        if accepted:
-            plan[index].update(change)
-        return accepted, mean
+def _greedy_units(plan: list[dict], model: nn.Module, scores: tuple[list, list], group: int,
+                  passes: Callable[[list[dict]], bool]) -> list[dict]:
+    """Heads and FFN groups of the blocks kept, least important first, removed in chunks (an eighth of them at
+    first) that halve on a rejection; a rejected single unit ends the pass."""
+    units = [(float(s), (i, "head", h)) for i, site in enumerate(plan) if site["attention"] != "drop"
+             for h, s in enumerate(scores[0][i])]
+    units += [(float(s), (i, "group", g)) for i, site in enumerate(plan) if site["ffn"] != "drop"
+              for g, s in enumerate(_group_scores(scores[1][i], group))]
+    order = [unit for _, unit in sorted(units)]
+    start, chunk = 0, max(1, len(order) // 8)
+    while start < len(order):
+        candidate = _without(plan, order[start:start + chunk], model, group)
+        if candidate != plan and passes(candidate):
+            plan, start = candidate, start + chunk
+        elif candidate == plan:
+            start += chunk
+        elif chunk > 1:
+            chunk //= 2
+        else:
+            break
+    return plan
 
-    for index in range(len(layers)):  # selective hard attention, bottom-up
-        try_site(index, topk=config["hard_attn_k"])
-    for index in reversed(range(len(layers))):  # FFN blocks top-down, falling back to neuron groups
-        accepted, mean = try_site(index, ffn="drop")
-        if not accepted and mean < config["fallback_tol"] * state["best"]:
-            width, group = layers[index].intermediate.dense.out_features, config["ffn_group_size"]
-            for start in range(0, width, group):
-                kept = plan[index]["ffn_neurons"] or list(range(width))
-                rest = [n for n in kept if not start <= n < start + group]
-                if rest and len(rest) < len(kept):
-                    try_site(index, ffn_neurons=rest)
-    for index in reversed(range(len(layers))):  # attention blocks top-down, falling back to heads
-        accepted, mean = try_site(index, attention="drop", topk=0)
-        if not accepted and mean < config["fallback_tol"] * state["best"]:
-            heads = layers[index].attention.self.num_attention_heads
-            for head in range(heads):
-                kept = plan[index]["heads"] or list(range(heads))
-                if head in kept and len(kept) > 1:
-                    try_site(index, heads=[h for h in kept if h != head])
-    return plan, state["passes"]
+
+class AxFormer(Technique):
+    """AxFormer on the text tasks' ``approximate(seed)`` stage: -> (deployed model, selection passes, training
+    stats of everything that produced it)."""
+
+    name, family, stages = "axformer", "text", ("approximate",)
+    description = "AxFormer: remove attention/FFN blocks, heads and FFN groups (by validation loss), re-fine-tune"
+    knobs = KNOBS
+    saves = ("flops", "params")
+    aggressive = {"drop_ffn_layers": 2, "heads_kept": 0.5, "ffn_kept": 0.5}
+
+    def is_off(self, own: dict[str, Any]) -> bool:
+        """Nothing approximated (the fine-tuned baseline is used as is), whatever the unused knobs say."""
+        return own["ax_mode"] == "sites" and not any(own[k] for k in ("hard_attn_layers", "drop_attn_layers",
+                                                                      "drop_ffn_layers")) \
+            and own["heads_kept"] >= 1.0 and own["ffn_kept"] >= 1.0
+
+    def install(self, pipeline: Pipeline, own: dict[str, Any]) -> None:
+        if not self.is_off(own):
+            pipeline.wrap("approximate", lambda _plain: lambda seed: self._approximate(pipeline, own, seed))
+
+    @staticmethod
+    def reads_model(own: dict[str, Any]) -> bool:
+        """Does the plan depend on the fine-tuned weights (a greedy pass, or heads/FFN groups ranked)?"""
+        return own["ax_mode"] == "greedy" or own["heads_kept"] < 1.0 or own["ffn_kept"] < 1.0
+
+    def _approximate(self, pipeline: Pipeline, own: dict[str, Any], seed: int) -> tuple[nn.Module, int, Any]:
+        if pipeline.dry:  # before training: the untrained model and no work; a greedy plan is not known
+            model, stats = pipeline.tuned(seed)
+            if own["ax_mode"] == "greedy":
+                pipeline.unknown.update(("size", "inference"))
+                return model, 0, stats
+            return approximate(model, plan_from_sites(model.bert, own)), 0, stats
+        tuned = None
+        if self.reads_model(own) or own["refinetune"] != "pretrained":
+            with progress.quiet() if own["refinetune"] == "pretrained" else contextlib.nullcontext():
+                tuned = pipeline.tuned(seed)  # not the deployed model's training when re-fine-tuned from pretrained
+        plan, passes, cost = self._plan(pipeline, own, seed, tuned[0] if tuned else None)
+        if own["refinetune"] == "off":
+            model, stats = approximate(tuned[0], plan), tuned[1]
+        else:
+            model, stats = self._refinetune(pipeline, own, seed, plan, tuned)
+            stats = stats + tuned[1] if tuned else stats
+        return model, passes, dataclasses.replace(stats, time_s=stats.time_s + cost["time_s"],
+                                                  flops=stats.flops + cost["flops"])
+
+    @staticmethod
+    def _refinetune(pipeline: Pipeline, own: dict[str, Any], seed: int, plan: list[dict], tuned: tuple | None) -> tuple:
+        """The planned model trained again (cached): from the pretrained weights with the same seed as the
+        baseline's fine-tune, or on from the fine-tune with a fresh batch order."""
+        epochs = own["refinetune_epochs"] or pipeline.task_config["epochs"]
+        scratch = own["refinetune"] == "pretrained"
+
+        def make() -> tuple[nn.Module, Any]:
+            model = approximate(pipeline.pretrained(seed) if scratch else tuned[0], plan)
+            return model, pipeline.finetune(model, epochs=epochs, seed=seed if scratch else seed + 10_000)
+
+        what = {"axformer": {"plan": plan, "from": own["refinetune"], "epochs": epochs}}
+        return pipeline.cached(pipeline.key(seed, what), make)
+
+    @staticmethod
+    def _plan(pipeline: Pipeline, own: dict[str, Any], seed: int, tuned: nn.Module | None) -> tuple[list[dict], int, dict]:
+        """(plan, selection passes, {time_s, flops} it cost): from the knobs alone, or read from the fine-tune
+        ``tuned``: its unit importances (one gradient pass, cached per fine-tune) and, for a greedy plan, the
+        pass itself (cached per fine-tune and ``plan_knobs``). Cached work is reported at what it cost."""
+        if tuned is None or not AxFormer.reads_model(own):
+            structure = tuned if tuned is not None else pipeline.pretrained(seed)
+            return plan_from_sites(structure.bert, own), 0, {"time_s": 0.0, "flops": 0.0}
+        scores = _cached_json(pipeline.key(seed, {"axformer_importance": 1}), lambda: _timed(
+            lambda: dict(zip(("heads", "neurons", "flops"), _as_lists(taylor_importance(tuned, pipeline.gradients))))))
+        ranks = ([torch.tensor(h) for h in scores["heads"]], [torch.tensor(n) for n in scores["neurons"]])
+        if own["ax_mode"] == "sites":
+            return plan_from_sites(tuned.bert, own, ranks), 1, scores
+
+        def make() -> dict[str, Any]:
+            flops = {"sum": 0.0}
+
+            def losses(model: nn.Module) -> torch.Tensor:
+                out, spent = pipeline.losses(model)
+                flops["sum"] += spent
+                return out
+
+            plan, passes = greedy_plan(tuned, losses, ranks, own)
+            return {"plan": plan, "passes": passes, "flops": flops["sum"]}
+
+        found = _cached_json(pipeline.key(seed, {"axformer_plan": plan_knobs(own)}), lambda: _timed(make))
+        return found["plan"], found["passes"] + 1, {"time_s": found["time_s"] + scores["time_s"],
+                                                    "flops": found["flops"] + scores["flops"]}
+
+
+def _as_lists(found: tuple[list[torch.Tensor], list[torch.Tensor], float]) -> tuple[list, list, float]:
+    return [h.tolist() for h in found[0]], [n.tolist() for n in found[1]], found[2]
+
+
+def _timed(make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    start = time.perf_counter()
+    return {**make(), "time_s": time.perf_counter() - start}
+
+
+def _cached_json(key: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``make()``'s JSON-able result, cached on disk under ``axplan/<key>`` (made once across processes)."""
+    return cached_artifact("axplan", key, make=make, load=lambda folder: json.loads((Path(folder) / "plan.json").read_text()),
+                           save=lambda value, folder: (Path(folder) / "plan.json").write_text(json.dumps(value)))

@@ -1,0 +1,117 @@
+"""Multi-objective early stopping: tasks say how far a trial is (``progress.checkpoint``), the engine
+decides whether it goes on.
+
+The rule (successive halving over several objectives, as in MO-ASHA): rungs sit at 1/9 and 1/3 of the
+most work a trial of the search can do (``ETA`` = 3): of its own work when that is the same for every
+trial, at the same absolute number of epochs when the space searches ``epochs`` (``work_scale``). When
+a trial reaches a rung, its point is its best validation score so far plus the cost objectives already
+known (measured before training, see ``Task.precheck``, or projected from the time used so far). Among
+all trials that reached that rung, points are sorted into non-dominated fronts; the trial goes on if it
+is in the best ``ceil(n / ETA)`` by front, else it is stopped and recorded as PRUNED (never on the
+reported front). Nothing is stopped before ``MIN_AT_RUNG`` trials reached the rung. Trials whose cost is
+not known until the end are judged on the known parts only when every cost objective is known; otherwise
+they run to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from autotradeoff.front.pareto import dominates
+from autotradeoff.progress import RUNGS
+from autotradeoff.study import record
+
+__all__ = ["RUNGS", "ETA", "MIN_AT_RUNG", "fronts", "keep", "Judge", "REJECTED", "STOPPED", "SHARE", "work_scale"]
+
+REJECTED = "autotradeoff_rejected"  # trial result key: the config broke a constraint before training (the reason)
+STOPPED = "autotradeoff_stopped"  # trial result key: the search stopped the trial early (the reason)
+SHARE = "autotradeoff_share"  # trial result key of a stopped trial: the share of its work it did
+ETA = 3
+MIN_AT_RUNG = 6  # points a rung needs before anything is stopped there
+log = logging.getLogger("autotradeoff")
+
+
+def work_scale(config: dict, work: tuple[str, float] | None) -> float:
+    """A trial's work as a share of the most a trial of its search can do: ``config[knob] / most`` for
+    ``work`` = (the task's work knob, its highest value in the space); 1 when the amount is not searched."""
+    if not work or work[0] not in config or not work[1]:
+        return 1.0
+    return min(1.0, max(float(config[work[0]]) / float(work[1]), 1e-9))
+
+
+def fronts(points: Sequence[Sequence[float]]) -> list[int]:
+    """Non-dominated sorting of loss points: the front index of each (0 = not dominated)."""
+    remaining, index, level = set(range(len(points))), [0] * len(points), 0
+    while remaining:
+        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
+        for i in current:
+            index[i] = level
+        remaining -= current
+        level += 1
+    return index
+
+
+def keep(mine: Sequence[float], others: Sequence[Sequence[float]], eta: int = ETA, minimum: int = MIN_AT_RUNG) -> bool:
+    """Does the loss point ``mine`` survive a rung where ``others`` (the other trials' points) were seen?
+    Kept when it is among the best ``ceil(n / eta)`` points by non-dominated front (ties kept)."""
+    points = [tuple(mine), *map(tuple, others)]
+    if len(points) < minimum:
+        return True
+    level = fronts(points)
+    quota = math.ceil(len(points) / eta)
+    cutoff = sorted(level)[quota - 1]
+    return level[0] <= cutoff
+
+
+class Judge:
+    """One trial's rung decisions, made from the rung points every trial of the study stored (trial
+    attributes ``rung_<r>``), so trials run by other processes or machines on the same storage count.
+
+    ``objectives``: (name, "max"/"min") pairs; the first "max" one is judged by the validation value the
+    task reports (the best so far), the others by ``known`` costs (measured before training), ``train_time_s`` by the time
+    used so far divided by the share done. Any other objective makes the point unknown: never stopped.
+    ``scale``: the trial's work as a share of the most a trial can do (``work_scale``), which places its rungs.
+    """
+
+    warned = False  # one warning per process when the storage can't be reached
+
+    def __init__(self, storage, study_name: str, trial_id: int, objectives: Sequence[tuple[str, str]],
+                 known: dict[str, float] | None = None, clock: Callable[[], float] | None = None,
+                 scale: float = 1.0) -> None:
+        self.storage, self.study_name, self.trial_id, self.scale = storage, study_name, trial_id, scale
+        self.objectives, self.known = list(objectives), dict(known or {})
+        self.clock = clock or time.perf_counter
+        self.started = self.clock()
+
+    def point(self, share: float, value: float) -> tuple[float, ...] | None:
+        """This trial's loss point at ``share`` of its work (None when an objective can't be known yet)."""
+        score = next((name for name, direction in self.objectives if direction == "max"), None)
+        losses = []
+        for name, direction in self.objectives:
+            if name == score:
+                x = value
+            elif name in self.known:
+                x = self.known[name]
+            elif name == "train_time_s":
+                x = (self.clock() - self.started) / max(share, 1e-9)
+            else:
+                return None
+            losses.append(-x if direction == "max" else x)
+        return tuple(losses) if score is not None else None
+
+    def __call__(self, rung: int, share: float, value: float) -> bool:
+        point = self.point(share, value)
+        if point is None:
+            return False
+        try:
+            others = record.rung_points(self.storage, self.study_name, rung, but=self.trial_id, size=len(point))
+            record.write_rung(self.storage, self.trial_id, rung, point)
+        except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop
+            if not Judge.warned:
+                Judge.warned = True
+                log.warning("early stopping off in this worker, the study is out of reach: %s", exc)
+            return False
+        return not keep(point, others)

@@ -1,0 +1,115 @@
+"""How far a trial's training is: tasks, models and techniques report progress here; the engine
+listens (``engine.stopping``) and may stop a hopeless trial.
+
+``checkpoint(done, value)`` reports ``done`` in [0, 1] of the current ``part`` with a validation
+score ``value`` (higher is better); ``part(i, n)`` nests loops (seeds, ensemble members,
+self-training stages) so that ``done`` becomes the share of the whole trial. Outside a search both
+are no-ops. ``reporting(decide, scale)`` routes one trial's checkpoints to a decision once per rung;
+``listening(callback)`` hands every checkpoint to ``callback`` (a learning curve being recorded).
+``due(done)`` says whether a checkpoint there would be judged (a task whose validation score costs a
+pass computes it only then); work inside ``quiet()`` reports nothing (a side computation, such as the
+fine-tune an approximation is planned on, is not the trial's progress).
+
+Rungs sit at absolute amounts of work: ``scale`` is this trial's work as a share of the most work a
+trial of its search can do (``epochs`` over the space's highest ``epochs``, say), so when the amount
+of work is searched, every trial is judged after the same number of epochs, not after the same share
+of its own (which compared epoch 3 of a short trial with epoch 23 of a long one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+from autotradeoff.errors import TrialStopped
+
+__all__ = ["checkpoint", "due", "part", "quiet", "reporting", "listening", "RUNGS"]
+
+RUNGS = (1 / 9, 1 / 3)  # shares of the most work a trial can do at which it is judged
+
+_handler: ContextVar[Callable[[float, float], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
+_span: ContextVar[tuple[float, float]] = ContextVar("autotradeoff_span", default=(0.0, 1.0))
+_next_rung: ContextVar[dict[str, float] | None] = ContextVar("autotradeoff_next_rung", default=None)
+
+
+def checkpoint(done: float, value: float) -> None:
+    """Report progress ``done`` (share of the current part) with validation ``value`` (higher is better)."""
+    handler = _handler.get()
+    if handler is not None:
+        start, width = _span.get()
+        handler(start + width * min(max(done, 0.0), 1.0), float(value))
+
+
+def _rung_at(state: dict[str, float]) -> float | None:
+    """The share of this trial's own work at which its next rung falls; None when none is left before its end."""
+    if state["next"] >= len(RUNGS) or RUNGS[int(state["next"])] / state["scale"] >= 1 - 1e-9:
+        return None
+    return RUNGS[int(state["next"])] / state["scale"]
+
+
+def due(done: float) -> bool:
+    """Would a checkpoint at ``done`` of the current part reach a rung not judged yet? False outside a search."""
+    state = _next_rung.get()
+    if _handler.get() is None or state is None or (at := _rung_at(state)) is None:
+        return False
+    start, width = _span.get()
+    return start + width * min(max(done, 0.0), 1.0) >= at - 1e-9
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Checkpoints inside report nothing (and ``due`` is False): work that is not the trial's progress."""
+    token = _handler.set(None)
+    try:
+        yield
+    finally:
+        _handler.reset(token)
+
+
+@contextlib.contextmanager
+def part(index: int, count: int) -> Iterator[None]:
+    """The ``index``-th of ``count`` equal parts of the enclosing span of work."""
+    start, width = _span.get()
+    token = _span.set((start + width * index / count, width / max(count, 1)))
+    try:
+        yield
+    finally:
+        _span.reset(token)
+
+
+@contextlib.contextmanager
+def reporting(decide: Callable[[int, float, float], bool], scale: float = 1.0) -> Iterator[None]:
+    """Route checkpoints of this trial to ``decide(rung, share done, value)`` once per rung reached;
+    when it answers True the trial is stopped (``TrialStopped`` raised at the checkpoint, with the share
+    of its work done). ``scale``: this trial's work as a share of the most a trial can do; rung ``r``
+    is reached at ``RUNGS[r] / scale`` of its own work, and a rung it only reaches at its end is skipped
+    (nothing is left to save)."""
+    state = {"next": 0, "best": -math.inf, "scale": min(max(float(scale), 1e-9), 1.0)}
+
+    def handler(share: float, value: float) -> None:
+        state["best"] = max(state["best"], value)
+        while (at := _rung_at(state)) is not None and share >= at - 1e-9:
+            rung, state["next"] = int(state["next"]), state["next"] + 1
+            if decide(rung, share, state["best"]):
+                raise TrialStopped(f"stopped early at {share:.0%} of its work (rung {rung}): "
+                                   f"validation {state['best']:.4f} and its known costs are dominated", share=share)
+
+    token, state_token = _handler.set(handler), _next_rung.set(state)
+    try:
+        yield
+    finally:
+        _handler.reset(token)
+        _next_rung.reset(state_token)
+
+
+@contextlib.contextmanager
+def listening(callback: Callable[[float, float], None]) -> Iterator[None]:
+    """Hand every checkpoint of the work inside to ``callback(share of the whole work, value)``: how a
+    learning curve is recorded (``benchmarks/cora_curves.py``). Nothing is ever stopped."""
+    token = _handler.set(callback)
+    try:
+        yield
+    finally:
+        _handler.reset(token)
