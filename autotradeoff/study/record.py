@@ -280,7 +280,8 @@ class SamplerView:
     to change a finished trial, so they are restated here, not in storage). ``rejected``: for a sampler that
     reads COMPLETE trials only (GP, NSGA-II), each config rejected before training (PRUNED, with constraint
     values) shown as a COMPLETE trial that breaks its constraints, with the worst value of each objective seen
-    so far, so its constraint model learns where the bounds cut. Everything else is the study itself."""
+    so far, so its constraint model learns where the bounds cut (before any trial completed: shown as running).
+    Everything else is the study itself."""
 
     def __init__(self, study: optuna.Study, constraints: Callable[[FrozenTrial], Sequence[float]] | None = None,
                  rejected: bool = True) -> None:
@@ -303,9 +304,10 @@ class SamplerView:
         shown = []
         for trial in trials:
             rejected = trial.state == TrialState.PRUNED and REJECTED in trial.user_attrs
-            if rejected and worst is not None and trial.system_attrs.get(_CONSTRAINTS_KEY):
-                if wanted is None or TrialState.COMPLETE in wanted:
-                    shown.append(self._as_infeasible(trial, worst))
+            if rejected and trial.system_attrs.get(_CONSTRAINTS_KEY):
+                state = TrialState.COMPLETE if worst is not None else TrialState.RUNNING
+                if wanted is None or state in wanted:
+                    shown.append(self._as_infeasible(trial, worst) if worst is not None else self._pending(trial))
             elif wanted is None or trial.state in wanted:
                 shown.append(trial)
         return shown
@@ -327,6 +329,14 @@ class SamplerView:
             return None
         pick = [max if d == optuna.study.StudyDirection.MINIMIZE else min for d in self._study.directions]
         return [f(v[i] for v in done) for i, f in enumerate(pick)]
+
+    @staticmethod
+    def _pending(trial: FrozenTrial) -> FrozenTrial:
+        """A config rejected before any trial completed has no worst value yet: shown as still running, so a
+        sampler that caches finished trials (Optuna 5.1's GA samplers) looks at it again once it has one."""
+        shown = copy.copy(trial)
+        shown.state = TrialState.RUNNING
+        return shown
 
     @staticmethod
     def _as_infeasible(trial: FrozenTrial, worst: list[float]) -> FrozenTrial:
