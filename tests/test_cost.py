@@ -30,6 +30,54 @@ def test_latency_is_scaled_by_the_interleaved_reference_and_can_be_raw(monkeypat
     assert raw.reference_ms == 0 and raw.median_ms == raw.raw_median_ms
 
 
+def test_an_anchor_cancels_a_slowdown_of_the_whole_machine(monkeypatch, tmp_path):
+    """Timed beside an anchor, a call that does twice the anchor's work reads twice the anchor's calibrated time,
+    even while the machine slows down threefold during the measurement (both sides of each ratio slow alike);
+    the raw median follows the slowdown."""
+    from autotradeoff.cost import Anchor
+    from autotradeoff.cost.latency import _reference_call, anchor_ms
+
+    monkeypatch.setenv("AUTOTRADEOFF_LOCKS", str(tmp_path))
+    slow = [1.0]
+
+    def work(units: float) -> None:
+        for _ in range(round(units * slow[0])):
+            _reference_call()
+
+    anchor = Anchor("test-slowdown", lambda: work(2))
+    calibrated = anchor_ms(anchor, 1)
+
+    def call() -> None:
+        work(4)
+        slow[0] = min(3.0, slow[0] + 0.1)
+
+    stats = measure_latency(call, warmup=1, repeats=30, threads=1, min_seconds=0.0, anchor=anchor)
+    assert stats.anchor == "test-slowdown" and stats.reference_ms == calibrated
+    assert 1.6 < stats.median_ms / calibrated < 2.5, (stats.median_ms, calibrated)
+    assert stats.raw_median_ms / calibrated > 3.5, (stats.raw_median_ms, calibrated)
+
+
+def test_an_anchors_calibration_is_read_from_the_hosts_file_and_can_be_turned_off(monkeypatch, tmp_path):
+    """Every process on a host scales by the same calibrated anchor time (a file in the locks folder);
+    ``AUTOTRADEOFF_TIMING_ANCHOR=0`` times beside the reference kernel instead."""
+    import json
+
+    from autotradeoff.cost import Anchor, latency
+
+    monkeypatch.setenv("AUTOTRADEOFF_LOCKS", str(tmp_path))
+    anchor = Anchor("test-file", latency._reference_call)
+    first = latency.anchor_ms(anchor, 1)
+    (written,) = [p for p in tmp_path.glob("anchor_test_file*.json")]
+    assert json.loads(written.read_text())["ms"] == first
+    written.write_text(json.dumps({"ms": 100.0}))  # as another process on this host had measured it
+    monkeypatch.setattr(latency, "_calibrated", {})
+    same = measure_latency(latency._reference_call, warmup=1, repeats=20, threads=1, min_seconds=0.0, anchor=anchor)
+    assert same.reference_ms == 100.0 and 70 < same.median_ms < 140
+    monkeypatch.setenv("AUTOTRADEOFF_TIMING_ANCHOR", "0")
+    plain = measure_latency(latency._reference_call, warmup=1, repeats=20, threads=1, min_seconds=0.0, anchor=anchor)
+    assert plain.anchor == "" and plain.reference_ms == latency.reference_ms(1)
+
+
 def test_latency_refuses_a_model_in_training_mode():
     model = torch.nn.Linear(4, 4)
     try:

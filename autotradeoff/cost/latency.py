@@ -21,6 +21,15 @@ behind the timed call read 0.84x and 0.85x instead). A measurement runs at least
 at least ``min_seconds`` (at most ``10 x repeats`` calls). On CUDA the raw median is reported.
 ``AUTOTRADEOFF_TIMING_REFERENCE=0`` restores the plain protocol (the raw median of exactly ``repeats``
 calls), to measure what the reference buys.
+
+An anchor (``Anchor``: the task's baseline deployment on the same input, given by the task) takes the
+reference kernel's place where the caller has one: each timed call is followed by one timed anchor call,
+and the latency is the median of call / anchor ratios times the anchor's own time on this host in a
+tight loop (calibrated once per host, thread count, software and anchor workload, in the same file
+folder). Why: the compute-bound, cache-resident reference kernel does not see what moves a memory-bound
+model on a VM (the same Cora GCN read 9.3 ms and 7.6 ms twenty minutes apart on a quiet machine, the
+reference unmoved: reports/benchmarks/timing_noise.md); a workload of the same kind as the measured one
+moves with it. ``AUTOTRADEOFF_TIMING_ANCHOR=0`` uses the reference kernel even where an anchor is given.
 """
 
 from __future__ import annotations
@@ -32,13 +41,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
 from autotradeoff.cost.alone import alone, lock_dir
 
-__all__ = ["LatencyStats", "measure_latency", "reference_ms"]
+__all__ = ["Anchor", "LatencyStats", "anchor_ms", "measure_latency", "reference_ms"]
 
 _REFERENCE = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
 
@@ -52,7 +60,8 @@ class LatencyStats:
     warmup: int
     threads: int
     raw_median_ms: float = 0.0  # the calls' own median, before the reference scaling
-    reference_ms: float = 0.0  # the host's reference time the ratios were scaled by (0: not scaled)
+    reference_ms: float = 0.0  # the host's reference (or anchor) time the ratios were scaled by (0: not scaled)
+    anchor: str = ""  # the anchor's key where the ratios are to an anchor, not to the reference kernel
 
     def as_metrics(self, prefix: str = "latency") -> dict[str, float]:
         return {f"{prefix}_ms": self.median_ms, f"{prefix}_iqr_ms": self.iqr_ms}
@@ -67,30 +76,60 @@ def _quartiles(samples: list[float]) -> tuple[float, float, float]:
     return quartiles[0], statistics.median(samples), quartiles[2]
 
 
-@cache
-def reference_ms(threads: int) -> float:
-    """The reference kernel's median time on this host at ``threads`` threads in a tight loop: read from
-    the host's file, or measured (500 calls) and written there for every later process."""
-    key = f"{platform.node()}-{platform.processor() or platform.machine()}-{torch.__version__}-t{threads}"
-    path = lock_dir() / f"reference-hot-{''.join(c if c.isalnum() else '_' for c in key)}.json"
+@dataclass(frozen=True)
+class Anchor:
+    """A fixed workload timed beside each measured call (see the module docstring). ``key`` names it for the
+    host's calibration file (task, baseline model, input shape, device): two anchors with one key must do
+    the same work. ``call`` runs it once."""
+
+    key: str
+    call: Callable[[], object]
+
+
+_calibrated: dict[tuple[str, int], float] = {}
+
+
+def _host_time(key: str, call: Callable[[], object], threads: int, *, warmup: int, calls: int,
+               seconds: float = 0.0) -> float:
+    """``call``'s median time on this host at ``threads`` threads in a tight loop (after ``warmup`` calls, at least
+    ``calls`` calls and ``seconds``): read from the host's file, or measured once and written there for every
+    later process. Measured inside ``alone()`` (a search's trials do not train meanwhile)."""
+    if (key, threads) in _calibrated:
+        return _calibrated[key, threads]
+    host = f"{platform.node()}-{platform.processor() or platform.machine()}-{torch.__version__}-t{threads}"
+    path = lock_dir() / f"{''.join(c if c.isalnum() else '_' for c in f'{key}-{host}')}.json"
     if path.is_file():
-        return float(json.loads(path.read_text())["ms"])
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            samples = []
-            for _ in range(500):
-                start = time.perf_counter()
-                _reference_call()
-                samples.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        torch.set_num_threads(previous)
-    value = statistics.median(samples[50:])
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"ms": value, "threads": threads, "key": key}))
-    os.replace(tmp, path)
+        value = float(json.loads(path.read_text())["ms"])
+    else:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with alone(), torch.inference_mode():
+                for _ in range(warmup):
+                    call()
+                samples, started = [], time.perf_counter()
+                while len(samples) < calls or time.perf_counter() - started < seconds:
+                    start = time.perf_counter()
+                    call()
+                    samples.append((time.perf_counter() - start) * 1000.0)
+        finally:
+            torch.set_num_threads(previous)
+        value = statistics.median(samples)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"ms": value, "threads": threads, "key": key, "host": host, "calls": len(samples)}))
+        os.replace(tmp, path)
+    _calibrated[key, threads] = value
     return value
+
+
+def reference_ms(threads: int) -> float:
+    """The reference kernel's median time on this host at ``threads`` threads in a tight loop (500 calls)."""
+    return _host_time("reference-hot", _reference_call, threads, warmup=50, calls=450)
+
+
+def anchor_ms(anchor: Anchor, threads: int) -> float:
+    """The anchor's median time on this host at ``threads`` threads in a tight loop (at least 30 calls and 2 s)."""
+    return _host_time(f"anchor-{anchor.key}", anchor.call, threads, warmup=3, calls=30, seconds=2.0)
 
 
 def _on_cuda(model: torch.nn.Module | None) -> bool:
@@ -105,9 +144,11 @@ def measure_latency(
     threads: int | None = None,
     model: torch.nn.Module | None = None,
     min_seconds: float = 1.0,
+    anchor: Anchor | None = None,
 ) -> LatencyStats:
     """Time ``fn()`` at least ``repeats`` times (and ``min_seconds``) after ``warmup`` untimed calls; return
-    median and IQR in ms, scaled by the interleaved reference (see the module docstring)."""
+    median and IQR in ms, scaled by the interleaved ``anchor`` or, without one, the reference kernel (see the
+    module docstring)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
     if model is not None and model.training:
@@ -118,12 +159,15 @@ def measure_latency(
     plain = os.environ.get("AUTOTRADEOFF_TIMING_REFERENCE", "1") == "0"
     scaled, min_seconds = not plain and not _on_cuda(model), 0.0 if plain else min_seconds
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    anchored = scaled and anchor is not None and os.environ.get("AUTOTRADEOFF_TIMING_ANCHOR", "1") != "0"
     samples, ratios = [], []
     try:
+        scale = (anchor_ms(anchor, threads) if anchored else reference_ms(threads)) if scaled else 0.0
         with alone(), torch.inference_mode():
-            scale = reference_ms(threads) if scaled else 0.0
             for _ in range(warmup):
                 fn()
+                if anchored:
+                    anchor.call()
             sync()
             started = time.perf_counter()
             while len(samples) < repeats or (time.perf_counter() - started < min_seconds and len(samples) < 10 * repeats):
@@ -132,7 +176,10 @@ def measure_latency(
                 sync()
                 middle = time.perf_counter()
                 samples.append((middle - start) * 1000.0)
-                if scaled:
+                if anchored:  # the anchor right after the call: both in the same state of the machine
+                    anchor.call()
+                    ratios.append((middle - start) / (time.perf_counter() - middle))
+                elif scaled:
                     _reference_call()  # untimed: refills the caches the timed call used
                     hot = time.perf_counter()
                     _reference_call()
@@ -141,4 +188,5 @@ def measure_latency(
         torch.set_num_threads(previous)
     low, middle, high = _quartiles([r * scale for r in ratios] if scaled else samples)
     return LatencyStats(median_ms=middle, iqr_ms=high - low, min_ms=min(samples), repeats=len(samples), warmup=warmup,
-                        threads=threads, raw_median_ms=statistics.median(samples), reference_ms=scale)
+                        threads=threads, raw_median_ms=statistics.median(samples), reference_ms=scale,
+                        anchor=anchor.key if anchored else "")

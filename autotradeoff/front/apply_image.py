@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from autotradeoff.cost import count_flops, measure_latency
+from autotradeoff.cost import Anchor, count_flops, measure_latency
 from autotradeoff.errors import UsageError
 from autotradeoff.models import vit
 from autotradeoff.tasks import Task, pick_device
@@ -74,9 +75,10 @@ def _classify(model: Any, images: torch.Tensor, device: str, chunk: int = 1000) 
 
 
 def rescore(model: Any, data: dict[str, tuple[torch.Tensor, torch.Tensor]], fidelity: dict[str, Any],
-            device: str) -> dict[str, float]:
+            device: str, anchor: Callable[[Any, list[torch.Tensor]], Anchor] | None = None) -> dict[str, float]:
     """Accuracy, exit shares and FLOPs per sample on validation and test (``test_*``), and batch-1 latency per
-    sample on validation, of a loaded model's ``classify`` — named as a trial's metrics."""
+    sample on validation (timed beside ``anchor(model, samples)``, as the trial was), of a loaded model's
+    ``classify`` — named as a trial's metrics."""
     ladder, one = model.ladder, data["val"][0][:1].to(device)
     pixels = [g * model.patch for g in ladder["levels"]]
     flops = [float(count_flops(lambda g=g: model.logits_at(one, g, ladder["pos_mode"]))) for g in ladder["levels"]]
@@ -90,14 +92,16 @@ def rescore(model: Any, data: dict[str, tuple[torch.Tensor, torch.Tensor]], fide
         if split == "val":
             exits = torch.tensor([pixels.index(px) for px in exit_px.tolist()])
             probe = data["val"][0][probe_indices(exits, fidelity["latency_samples"])].to(device)
-            metrics.update(_latency(model, probe, fidelity))
+            metrics.update(_latency(model, probe, fidelity, anchor))
     return metrics
 
 
-def _latency(model: Any, probe: torch.Tensor, fidelity: dict[str, Any]) -> dict[str, float]:
+def _latency(model: Any, probe: torch.Tensor, fidelity: dict[str, Any],
+             anchor: Callable[[Any, list[torch.Tensor]], Anchor] | None) -> dict[str, float]:
     samples = [probe[i:i + 1] for i in range(len(probe))]
     latency = measure_latency(lambda: [model.classify(x) for x in samples], warmup=fidelity["latency_warmup"],
-                              repeats=fidelity["latency_repeats"], threads=fidelity["threads"], model=model)
+                              repeats=fidelity["latency_repeats"], threads=fidelity["threads"], model=model,
+                              anchor=anchor(model, samples) if anchor else None)
     return {"latency_ms": latency.median_ms / len(samples), "latency_iqr_ms": latency.iqr_ms / len(samples)}
 
 
@@ -115,4 +119,4 @@ def apply_image(task: Task, record: dict[str, Any], output: Path, *, device: str
     images = data["test"][0]
     _write(model, output, record, {"name": task.name, "channels": images.shape[1], "side": images.shape[-1]})
     loaded = load_standalone(output).load(output, device=device)
-    return rescore(loaded, data, fidelity, device)
+    return rescore(loaded, data, fidelity, device, anchor=lambda m, samples: task.anchor(m, samples, device))

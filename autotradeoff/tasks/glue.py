@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from autotradeoff import progress
-from autotradeoff.cost import count_flops, measure_latency, model_size
+from autotradeoff.cost import Anchor, count_flops, measure_latency, model_size
 from autotradeoff.knobs import Knob
 from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
 from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, score, validation_split
@@ -222,19 +222,28 @@ class GlueTask(Task):
                             "finetune_reused": float(train.reused), "selection_passes": float(passes)})
         return over_seeds(results)
 
-    @staticmethod
-    def costs(model: PreTrainedModel, rows: list[Encoded], fidelity: dict[str, Any], device: str) -> dict[str, float]:
-        """Latency at batch 1 (a median-length validation sequence) and 32 (the first 32 validation rows),
-        FLOPs of the batch-1 call, and size after removal."""
+    def anchor(self, fidelity: dict[str, Any], device: str) -> PreTrainedModel:
+        """The latency anchor (``cost.latency.Anchor``): the pretrained encoder with the task's head, no
+        technique applied (timing does not read the weights, so it is never fine-tuned)."""
+        return self.classifier({"dropout": 0.0}, {**fidelity, "seed": 0}, device).eval()
+
+    def costs(self, model: PreTrainedModel, rows: list[Encoded], fidelity: dict[str, Any], device: str) -> dict[str, float]:
+        """Latency at batch 1 (a median-length validation sequence) and 32 (the first 32 validation rows), each
+        timed beside the plain pretrained model's same call (``anchor``), FLOPs of the batch-1 call, and size after
+        removal."""
         median = statistics.median_low(len(e.ids) for e in rows)
         one = collate([next(e for e in rows if len(e.ids) == median)], device)
         many = collate(rows[:32], device)
         for inputs in (one, many):
             inputs.pop("labels")
         threads, warmup, repeats = fidelity["threads"], fidelity["latency_warmup"], fidelity["latency_repeats"]
-        b1 = measure_latency(lambda: model(**one), warmup=warmup, repeats=repeats, threads=threads, model=model)
+        plain = self.anchor(fidelity, device)
+        key = lambda inputs: (f"{self.name}-{fidelity['model']}-{'x'.join(map(str, inputs['input_ids'].shape))}"  # noqa: E731
+                              f"-{int(inputs['attention_mask'].sum())}-{device}")
+        b1 = measure_latency(lambda: model(**one), warmup=warmup, repeats=repeats, threads=threads, model=model,
+                             anchor=Anchor(key(one), lambda: plain(**one)))
         b32 = measure_latency(lambda: model(**many), warmup=min(warmup, 1), repeats=max(3, repeats // 3),
-                              threads=threads, model=model)
+                              threads=threads, model=model, anchor=Anchor(key(many), lambda: plain(**many)))
         return {**b1.as_metrics(), **b32.as_metrics("latency_b32"), "flops": float(count_flops(lambda: model(**one))),
                 **{k: float(v) for k, v in model_size(model).items()}}
 

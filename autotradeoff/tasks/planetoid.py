@@ -26,11 +26,12 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from autotradeoff.cost import count_flops, measure_latency, model_size
+from autotradeoff.cost import Anchor, count_flops, measure_latency, model_size
 from autotradeoff.knobs import Knob
 from autotradeoff.models.gnn import Deployed, Ensemble, GraphWork, SelfTrained, accuracy, build_model, train_gnn
 from autotradeoff.progress import part
@@ -186,20 +187,36 @@ class PlanetoidTask(Task):
         return {f"{name}_sampled_accuracy": sampled_accuracy(deployed, split, mask, batch=batch, fanout=fanout)
                 for name, mask in (("val", split.val_mask), ("test", split.test_mask))}
 
-    @staticmethod
-    def costs(deployed: Deployed, split: Data, fidelity: dict[str, Any]) -> dict[str, float]:
+    def anchor(self, split: Data) -> Deployed:
+        """The latency anchor (``cost.latency.Anchor``): the task's baseline GNN (its own knobs' defaults, untrained:
+        timing does not read the weights, so it is seeded and never trained) alone on the whole graph."""
+        own = {name: knob.default for name, knob in self.own_knobs.items()}
+        torch.manual_seed(0)
+        model = build_model(own, split.num_features, int(split.y.max()) + 1).to(split.x.device).eval()
+        return Deployed(Ensemble([model], [own["model"]]).eval(), split.edge_index, None, None, GraphWork(),
+                        torch.zeros_like(split.train_mask), split.y.clone())
+
+    def costs(self, deployed: Deployed, split: Data, fidelity: dict[str, Any]) -> dict[str, float]:
         """Inference of the deployed ensemble, full-graph and per-node (sampled): latency, FLOPs, messages,
         computation-graph nodes, size. A sampled call draws its neighbours afresh with the same seed, so
-        every repeat does the same work; sampling is part of the timed call."""
+        every repeat does the same work; sampling is part of the timed call. Each latency is timed beside the
+        baseline's same call (``anchor``)."""
         timing = {"warmup": fidelity["latency_warmup"], "repeats": fidelity["latency_repeats"],
                   "threads": fidelity["threads"], "model": deployed.ensemble}
-        forward = lambda: deployed.scores(split.x)  # noqa: E731
         targets, fanout = sampled_targets(split, fidelity["sampled_batch"]), fidelity["sampled_fanout"]
-        sampled = lambda: deployed.sampled_scores(split.x, targets, fanout=fanout, generator=torch.Generator().manual_seed(0))  # noqa: E731
+
+        def calls(of: Deployed) -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]:
+            return (lambda: of.scores(split.x),
+                    lambda: of.sampled_scores(split.x, targets, fanout=fanout, generator=torch.Generator().manual_seed(0)))
+
+        (forward, sampled), (anchor_forward, anchor_sampled) = calls(deployed), calls(self.anchor(split))
+        key = f"{self.name}-{split.num_nodes}n{split.edge_index.shape[1]}e-{split.x.device}"
         graph = deployed.computation_graph(targets, num_nodes=split.num_nodes, fanout=fanout,
                                            generator=torch.Generator().manual_seed(0))
-        return {**measure_latency(forward, **timing).as_metrics(), "flops": float(count_flops(forward)),
-                "edges": float(deployed.edges()), **measure_latency(sampled, **timing).as_metrics("sampled_latency"),
+        return {**measure_latency(forward, anchor=Anchor(key, anchor_forward), **timing).as_metrics(),
+                "flops": float(count_flops(forward)), "edges": float(deployed.edges()),
+                **measure_latency(sampled, anchor=Anchor(f"{key}-sampled{len(targets)}x{fanout}", anchor_sampled),
+                                  **timing).as_metrics("sampled_latency"),
                 "sampled_flops": float(count_flops(sampled)), "sampled_nodes": float(len(graph.nodes)),
                 **{k: float(v) for k, v in model_size(deployed.ensemble).items()}}
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from autotradeoff.cost import alone, count_flops, measure_latency, model_size
+from autotradeoff.cost import Anchor, alone, count_flops, measure_latency, model_size
 from autotradeoff.errors import TrialFailed, UsageError
 from autotradeoff.knobs import Knob
 from autotradeoff.models.vit import ARCH, ViT, build_vit
@@ -250,11 +250,24 @@ class VisionTask(Task):
         return {"flops": sum(v * flops_at[g] for v, g in zip(visits, result.levels)), "mean_levels": float(sum(visits)),
                 **exits}
 
-    @classmethod
-    def costs(cls, model: ViT, result: EffortResult, images: torch.Tensor, plan: InferPlan, fidelity: dict[str, Any],
+    def anchor(self, model: ViT, samples: list[torch.Tensor], device: str) -> Anchor:
+        """The latency anchor (``cost.latency.Anchor``): a ViT of the same architecture, untrained (timing does not
+        read the weights), classifying the same probe at the full level alone: the task without ICPC."""
+        torch.manual_seed(0)
+        plain = build_vit({k: model.shape[k] for k in ARCH}, **{k: model.shape[k] for k in ("image_size", "channels", "classes")})
+        plain = plain.to(device).eval()
+
+        def infer() -> None:
+            for image in samples:
+                plain.logits_at(image, plain.full, "top-left")
+
+        return Anchor(f"{self.name}-vit-{'-'.join(str(v) for v in model.shape.values())}-{len(samples)}-{device}", infer)
+
+    def costs(self, model: ViT, result: EffortResult, images: torch.Tensor, plan: InferPlan, fidelity: dict[str, Any],
               device: str, flops_at: dict[int, float]) -> dict[str, float]:
         """Inference per sample on ``images`` (validation): FLOPs over visited levels (``flops_at``: one pass at
-        each level), batch-1 latency over a probe whose exits follow ``result``'s, exits per level, size."""
+        each level), batch-1 latency over a probe whose exits follow ``result``'s (timed beside ``anchor``), exits
+        per level, size."""
         _, threshold, fallback, mode = plan
         probe = images[probe_indices(result.exit_index, fidelity["latency_samples"])].to(device)
         samples = [probe[i:i + 1] for i in range(len(probe))]
@@ -265,9 +278,9 @@ class VisionTask(Task):
                 variable_effort(logits_at, image, result.levels, threshold, fallback=fallback)
 
         latency = measure_latency(infer_probe, warmup=fidelity["latency_warmup"], repeats=fidelity["latency_repeats"],
-                                  threads=fidelity["threads"], model=model)
+                                  threads=fidelity["threads"], model=model, anchor=self.anchor(model, samples, device))
         return {"latency_ms": latency.median_ms / len(samples), "latency_iqr_ms": latency.iqr_ms / len(samples),
-                "flops_full": flops_at[model.full], **cls.effort(model, result, flops_at),
+                "flops_full": flops_at[model.full], **self.effort(model, result, flops_at),
                 **{k: float(v) for k, v in model_size(model).items()}}
 
 
