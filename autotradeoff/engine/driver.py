@@ -64,9 +64,7 @@ class _Tally:
     finished since the previous ask instead of summing them all again (issue 19's engine overhead)."""
 
     seen: set[int] = field(default_factory=set)
-    units: float = 0.0  # of a ``trials`` budget
-    cpu_h: float = 0.0
-    gpu_h: float = 0.0
+    spent: dict[str, float] = field(default_factory=lambda: {"gpu-h": 0.0, "cpu-h": 0.0, "trials": 0.0})  # record.spent's
     full: list[dict] = field(default_factory=list)  # charges of counted trials that did all their work
     partial: list[dict] = field(default_factory=list)  # charges of counted trials stopped early
     complete: int = 0
@@ -85,12 +83,10 @@ class _Tally:
             self.seen.add(trial.number)
             if trial.state == TrialState.COMPLETE:
                 self.fresh.append(trial)
-            charge = record.charge(trial)
-            if charge:
-                self.cpu_h, self.gpu_h = self.cpu_h + charge["cpu_h"], self.gpu_h + charge["gpu_h"]
-                if record.counts_as_trial(trial):
-                    (self.full if record.work_share(trial) >= 1.0 else self.partial).append(charge)
-            self.units += record.trial_units(trial)
+            for unit, value in record.spent_by(trial).items():
+                self.spent[unit] += value
+            if record.counts_as_trial(trial):
+                (self.full if record.work_share(trial) >= 1.0 else self.partial).append(record.charge(trial))
             self.complete += trial.state == TrialState.COMPLETE
             self.interrupted += record.was_interrupted(trial)
             self.failed += trial.state == TrialState.FAIL and not record.was_interrupted(trial)
@@ -138,12 +134,12 @@ class SearchDriver:
 
     # --- budget -----------------------------------------------------------------------------
     def spent_now(self, trials: list | None = None) -> float:
-        """Budget spent so far; ``trials`` (already read from the study) saves reading them again. The same
-        sums as ``record.spent``, kept as running totals (``_Tally``)."""
+        """Budget spent so far; ``trials`` (already read from the study) saves reading them again. The sums of
+        ``record.spent``, of the same per-trial ``record.spent_by``, kept as running totals (``_Tally``)."""
         if self.budget.unit == "s":
             return self._previous_s + self.elapsed()
         self._tally.add(self.study.get_trials(deepcopy=False) if trials is None else trials)
-        return {"gpu-h": self._tally.gpu_h, "cpu-h": self._tally.cpu_h, "trials": self._tally.units}[self.budget.unit]
+        return self._tally.spent[self.budget.unit]
 
     def elapsed(self) -> float:
         return self.clock() - self._started

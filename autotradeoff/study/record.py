@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 __all__ = ["Charge", "CONFIG", "CHARGE", "HOLDS", "FAIL_REASON", "REJECTED", "STOPPED", "RECOVERED", "REQUEUED",
            "INTERRUPTED", "RUNNER_ID", "OWNER", "SPACE", "FIDELITY", "SPACE_FILE", "CONSTRAINTS", "SESSION_PREFIX",
            "REMEASURED_PREFIX", "storage_of", "cached", "trial_id", "study_id", "set_trial_attr", "store_metrics", "metrics", "config",
-           "reason", "charge", "was_rejected", "was_requeued", "was_interrupted", "interrupt", "degenerate", "is_baseline",
+           "reason", "charge", "spent_by", "was_rejected", "was_requeued", "was_interrupted", "interrupt", "degenerate", "is_baseline",
            "DEGENERATE", "REFERENCE", "requeue", "owner", "holds",
            "runner_id", "sessions", "last_beat", "write_session", "remeasured", "write_remeasured", "searched_knobs",
            "task_of", "fidelity_of",
@@ -243,13 +243,22 @@ def write_rung(storage: BaseStorage, trial: int, rung: int, point: tuple[float, 
 
 
 # --- budget --------------------------------------------------------------------------------------
+def spent_by(trial: FrozenTrial) -> dict[str, float]:
+    """What one trial adds to the budget spent, in every unit but wall seconds (those are the sessions')."""
+    charged = charge(trial)
+    return {"gpu-h": charged["gpu_h"] if charged else 0.0, "cpu-h": charged["cpu_h"] if charged else 0.0,
+            "trials": float(trial_units(trial))}
+
+
 def spent(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, float]:
     """Budget spent so far in every unit, derived from what the study stores (never double-counted)."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    charged = [t for t in trials if charge(t)]
+    total = {"gpu-h": 0.0, "cpu-h": 0.0, "trials": 0.0}
+    for trial in trials:
+        for unit, value in spent_by(trial).items():
+            total[unit] += value
     elapsed = [entry.get("elapsed_s", 0.0) for entry in sessions(study.user_attrs).values()]
-    return {"gpu-h": sum(charge(t)["gpu_h"] for t in charged), "cpu-h": sum(charge(t)["cpu_h"] for t in charged),
-            "trials": float(sum(trial_units(t) for t in trials)), "s": float(sum(elapsed))}
+    return {**total, "s": float(sum(elapsed))}
 
 
 def counts_as_trial(trial: FrozenTrial) -> bool:
