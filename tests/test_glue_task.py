@@ -23,14 +23,16 @@ TINY = {"train_size": 160, "val_size": 96, "test_size": 96, "max_length": 32, "l
         "latency_warmup": 1}
 TRAIN = {"lr": 1e-4, "epochs": 1, "tokendrop.batching": "bucket", "tokendrop.drop_mode": "mod-width", "tokendrop.token_budget": 2000}
 # The search's models must learn something: at TINY every model predicts one class, and degenerate trials
-# are kept off the front and the picks (issue 22), so export would have nothing to choose from.
+# are kept off the front and the picks (issue 22), so export would have nothing to choose from. One epoch at
+# lr 2e-4 learns as well here as two at 1e-4 (val_accuracy 0.79-0.82 against a noise bar of 0.63, also for
+# the most approximated plans) in half the training: the search's trials are most of this file's time.
 LEARNS = {**TINY, "train_size": 800, "val_size": 200}
 SPACE = f"""\
 task: sst2
 objectives: {{val_accuracy: max, latency_ms: min}}
 knobs:
-  lr: 1.0e-4
-  epochs: 2
+  lr: 2.0e-4
+  epochs: 1
   tokendrop.token_budget: 2000
   tokendrop.batching: bucket
   axformer.drop_ffn_layers: {{low: 0, high: 3}}
@@ -133,7 +135,8 @@ def test_seeds_are_averaged_and_each_seed_is_its_own_fine_tune(baseline):
 
 def test_search_export_apply_reproduces_the_exported_model(tmp_path):
     (tmp_path / "tiny.yaml").write_text(SPACE)
-    found = run_cli("search", "--task", "sst2", "--space", "tiny.yaml", "--budget", "4trials", "--workers", "2",
+    # 3 trials (the baseline, two sampled plans) take the time of 2 on 2 workers; no check here needs a 4th
+    found = run_cli("search", "--task", "sst2", "--space", "tiny.yaml", "--budget", "3trials", "--workers", "2",
                     "--study", "glue", "--seed", "0", "--no-progress", cwd=tmp_path, timeout=900)
     assert found.returncode == 0, found.stderr[-3000:]
     exported = run_cli("export", "--study", "glue", "--pick", "min latency_ms", "-o", "chosen.yaml", cwd=tmp_path)
@@ -141,6 +144,7 @@ def test_search_export_apply_reproduces_the_exported_model(tmp_path):
     applied = run_cli("apply", "chosen.yaml", "-o", "model", cwd=tmp_path, timeout=600)
     assert applied.returncode == 0, applied.stderr[-3000:]
     record = yaml.safe_load((tmp_path / "chosen.yaml").read_text())
+    assert record["config"]["axformer.drop_ffn_layers"] > 0  # an approximated model: apply rebuilds its plan
     rows = {line.split()[0]: line.split()[1:] for line in applied.stdout.splitlines() if line.strip()}
     assert float(rows["val_accuracy"][0]) == pytest.approx(record["metrics"]["val_accuracy"], abs=1e-4)  # same weights and plan
     assert float(rows["params"][0]) == pytest.approx(record["metrics"]["params"], rel=1e-3)  # printed to 4 digits
