@@ -59,7 +59,7 @@ def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
 def _session_processes(pid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):  # os.getsid of a process gone meanwhile
             if os.getsid(proc.pid) == pid:
                 found.append(proc)
     return found
