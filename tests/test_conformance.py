@@ -41,7 +41,11 @@ def test_knob_names_are_unique_and_defaults_are_all_off(name):
 
 
 @pytest.mark.parametrize("name", task_names())
-def test_every_knobs_low_high_and_choices_pass_the_pre_training_check(name):
+def test_every_knobs_low_high_and_choices_pass_the_pre_training_check(name, monkeypatch):
+    # latency by the plain protocol (exactly the tiny fidelity's repeats): the interleaved anchor and the 1-s
+    # minimum per measurement made each of GLUE's ~55 pre-checks 2.4 s instead of 1.5 s, and what is checked
+    # here, that every knob's extremes give finite pre-training costs, does not depend on the scaling
+    monkeypatch.setenv("AUTOTRADEOFF_TIMING_REFERENCE", "0")
     conformance.check_extremes(with_data(name))
 
 
