@@ -40,7 +40,7 @@ RUNS = OUT / "search_efficiency_runs.json.gz"
 TABLES = ("nasbench-graph:cora", "nasbench201:cifar10")
 METHODS = ("random", "nsga2", "tpe", "gp", "ray", "autotradeoff", "autotradeoff-cold")
 WORKER_METHODS = ("random", "tpe", "autotradeoff")
-GP_LIMITS = (2, 50)  # seeds and trials of Optuna's GP: one ask takes seconds on these categorical spaces
+GP_LIMITS = (5, 100)  # seeds and trials of Optuna's GP: one ask takes seconds on these categorical spaces
 CURVE_METHODS = ("random", "autotradeoff", "autotradeoff-no-es")
 
 
