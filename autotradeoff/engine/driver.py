@@ -203,16 +203,18 @@ class SearchDriver:
         if not self.can_start():
             return None
         trial = self.study.ask()
-        # owner and runner id first: a search killed while the sampler works (a GP takes a second)
-        # still owns its trial, so the next run can settle it, and the trial names its runner id
-        trial.set_user_attr(record.OWNER, {**whoami(), "session": self.session})
+        # runner id and owner first: a search killed while the sampler works (a GP takes a second)
+        # still owns its trial, so the next run can settle it, and an owned trial always names its runner
+        # id (killed between the two writes, the trial has no owner: failed later as one that never ran)
         if key:
             trial.set_user_attr(record.RUNNER_ID, key)
+        trial.set_user_attr(record.OWNER, {**whoami(), "session": self.session})
         config = self.space.suggest(trial)
         trial.set_user_attr(record.CONFIG, config)  # constants too, so export/trial can replay it whole
         charge = self._charge(0.0)  # what it holds, so a resume can charge it if this process dies
         trial.set_user_attr(record.HOLDS, {"cpus": charge.cpus, "gpus": charge.gpus, "device_share": charge.device_share})
         self._running[key] = _Running(trial, self.clock(), config)
+        self._record_session()  # a beat after every start: a resume charges each trial of a killed search from it on
         return config
 
     def tell(self, key: str, metrics: dict[str, Any] | None, *, error: str | None = None, retry: bool = False,
