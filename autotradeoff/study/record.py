@@ -314,9 +314,9 @@ class SamplerView:
         for trial in trials:
             rejected = trial.state == TrialState.PRUNED and REJECTED in trial.user_attrs
             if rejected and trial.system_attrs.get(_CONSTRAINTS_KEY):
-                state = TrialState.COMPLETE if worst is not None else TrialState.RUNNING
-                if wanted is None or state in wanted:
-                    shown.append(self._as_infeasible(trial, worst) if worst is not None else self._pending(trial))
+                trial = self._as_infeasible(trial, worst) if worst is not None else self._pending(trial)
+                if wanted is None or trial.state in wanted:
+                    shown.append(trial)
             elif wanted is None or trial.state in wanted:
                 shown.append(trial)
         return shown
