@@ -99,9 +99,11 @@ def postgres_outage(workdir: Path, server, *, down_s: float | None, wait: str, b
             "outage_lines": lines, "log_tail": output[-3000:]})
 
 
-def sqlite_lock(workdir: Path, *, locked_s: float, wait: str, budget: int = 10, sleep_s: float = 0.3) -> dict:
+def sqlite_lock(workdir: Path, *, locked_s: float, wait: str, budget: int = 16, sleep_s: float = 1.0) -> dict:
     """A local search on an SQLite file that another process locks (an exclusive transaction) after 3 completed
-    trials for ``locked_s`` seconds; re-run once when it gave up. Same figures as ``postgres_outage``."""
+    trials for ``locked_s`` seconds; re-run once when it gave up. Same figures as ``postgres_outage``, plus
+    ``running_when_locked``: the search had not finished when the lock was taken (the remaining 13 trials of
+    1 s on 2 workers take >= 6.5 s; with 10 trials of 0.3 s a slow machine finished them all first)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "slow.yaml").write_text(SLOW_FLAKY % sleep_s)
     path = workdir / "studies" / "locked.db"
@@ -112,6 +114,7 @@ def sqlite_lock(workdir: Path, *, locked_s: float, wait: str, budget: int = 10, 
     before = _complete(storage, "locked")
     holder = sqlite3.connect(path, timeout=60, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
+    running_when_locked = proc.poll() is None
     time.sleep(locked_s)
     holder.execute("COMMIT")
     holder.close()
@@ -126,6 +129,7 @@ def sqlite_lock(workdir: Path, *, locked_s: float, wait: str, budget: int = 10, 
     output = (workdir / "locked.log").read_text(errors="replace")
     return keep(f"sqlite locked {locked_s:g} s, wait {wait}", {
             **_figures(storage, "locked", before, budget), "locked_s": locked_s, "first_exit": first_exit,
+            "running_when_locked": running_when_locked,
             "resumed_exit": None if resumed is None else resumed.returncode, "tracebacks": output.count("Traceback"),
             "outage_lines": [line for line in output.splitlines() if line.startswith("autotradeoff:")],
             "resumed_stderr": resumed.stderr[-2000:] if resumed else "", "log_tail": output[-3000:]})

@@ -59,6 +59,7 @@ def test_a_postgresql_stop_longer_than_the_wait_exits_with_one_line_and_resumes(
 def test_an_sqlite_file_locked_past_the_wait_exits_with_one_line_and_resumes(tmp_path):
     figures = sqlite_lock(tmp_path, locked_s=8.0, wait="3s")
     _clean(figures)
+    assert figures["running_when_locked"] and figures["complete_before_outage"] < figures["budget"], figures
     assert figures["first_exit"] == 75 and figures["resumed_exit"] == 0, figures
     assert any("past --storage-wait 3 s" in line for line in figures["outage_lines"]), figures
 
