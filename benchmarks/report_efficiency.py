@@ -167,7 +167,10 @@ def curves_section(stored: dict, scale_of: Callable, losses: Callable, out: Path
     targets = [f"- **Cora curves table**: with early stopping autotradeoff reaches random search's final hypervolume in "
                f"{statistics.median(times['autotradeoff']) / 3600:.3g} simulated CPU hours, without it in "
                f"{statistics.median(times['autotradeoff-no-es']) / 3600:.3g}: {ratio:.2f}x (target <= 0.5x: {_verdict(ratio <= 0.5)})."]
-    body = [f"Normalisation and reference point: {scale.describe()}; budget {budget_s / 3600:.3g} simulated CPU hours per search.", "",
+    seeds = sorted({r["seed"] for r in runs})
+    body = [f"Normalisation and reference point: {scale.describe()}; budget {budget_s / 3600:.3g} simulated CPU hours per search; "
+            f"seeds {seeds[0]}-{seeds[-1]}" + (" (seeds 0-29 were replayed to choose the early-stopping minimum, "
+                                               "`stopping.MIN_AT_RUNG`: these are others)" if seeds[0] >= 30 else "") + ".", "",
             *markdown_table(rows, list(rows[0])), "", "![curves](search_efficiency_curves.svg)"]
     return targets, body, rows
 

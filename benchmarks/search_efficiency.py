@@ -103,7 +103,7 @@ def losses(run: dict, scale: st.Scale) -> list[tuple[float, float] | None]:
     return [scale.loss(acc, lat) if done else None for _, done, acc, lat, _ in run["rows"]]
 
 
-def jobs_for(parts: list[str], seeds: int, trials: int) -> list[dict]:
+def jobs_for(parts: list[str], seeds: int, trials: int, first_seed: int = 0) -> list[dict]:
     jobs = []
     if "tables" in parts:
         limits = {m: GP_LIMITS if m == "gp" else (seeds, trials) for m in METHODS}
@@ -115,7 +115,7 @@ def jobs_for(parts: list[str], seeds: int, trials: int) -> list[dict]:
     if "curves" in parts:
         budget = f"{curves_budget_h():.6f}cpu-h"
         jobs += [{"part": "curves", "task": "cora-curves", "method": m, "seed": s, "workers": 1, "budget": budget}
-                 for m in CURVE_METHODS for s in range(seeds)]
+                 for m in CURVE_METHODS for s in range(first_seed, first_seed + seeds)]
     # seed by seed, GP's few long searches last: a run cut short (SIGINT) keeps whole seeds of every method
     return sorted(jobs, key=lambda j: (j["method"] == "gp", j["seed"], j["part"]))
 
@@ -146,6 +146,8 @@ def main() -> None:
                         choices=["tables", "workers", "curves", "throughput", "live"])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--curves-first-seed", type=int, default=0,
+                        help="the curves part's first seed (30: seeds not used to choose stopping.MIN_AT_RUNG)")
     parser.add_argument("--jobs", type=int, default=2, help="searches at once")
     parser.add_argument("--overhead-trials", type=int, default=24)
     parser.add_argument("--live-spaces", nargs="+", default=["cora"])
@@ -180,7 +182,7 @@ def run_parts(args: argparse.Namespace, stored: dict) -> dict:
     tabular = [p for p in args.parts if p in ("tables", "workers", "curves")]
     if tabular:
         started = time.time()
-        fresh = _searches(jobs_for(tabular, args.seeds, args.trials), args.jobs)
+        fresh = _searches(jobs_for(tabular, args.seeds, args.trials, args.curves_first_seed), args.jobs)
         stored["runs"] = [r for r in stored["runs"] if r["part"] not in tabular] + fresh
         for part in tabular:
             stored["seconds"][part] = (time.time() - started) * sum(r["wall_s"] for r in fresh if r["part"] == part) / max(

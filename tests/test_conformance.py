@@ -87,7 +87,7 @@ def test_a_search_runs_with_a_technique_from_the_tests_folder(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     space = str(TESTS / "spaces" / "cora-edgesample.yaml")
     assert load_space(space).fidelity["techniques"] == ("plugin_techniques:EdgeSample",)
-    result = search("cora", "5trials", space=space, study="plugin", runner="local", seed=0, remeasure=0)
+    result = search("cora", "5trials", space=space, study="plugin", runner="local", seed=0, remeasure=0, early_stop=False)
     trials = result.study.get_trials()
     assert len(trials) == 5 and all(t.state.name == "COMPLETE" for t in trials)
     assert trials[0].params["edgesample.share"] == 0.0 and trials[1].params["edgesample.share"] == 0.5  # baselines

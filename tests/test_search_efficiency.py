@@ -43,7 +43,9 @@ def test_a_trial_is_stopped_only_when_dominated_beyond_the_rung_quota():
     assert stopping.fronts([(0, 0), (1, 1), (0, 1)]) == [0, 2, 1]
     assert not stopping.keep((-0.4, 6.0), others)  # worse and dearer than all: the last front
     assert stopping.keep((-0.9, 4.0), others)  # best accuracy: on the first front
-    assert stopping.keep((-0.4, 6.0), others[:3])  # too few points at the rung to judge
+    assert stopping.MIN_AT_RUNG == stopping.ETA == 3
+    assert stopping.keep((-0.4, 6.0), others[:1])  # 2 points at the rung: too few to hold a best third
+    assert not stopping.keep((-0.4, 6.0), others[:2])  # 3 points: only the best third goes on
 
 
 def test_constraint_errors_are_one_line_exit_2(tmp_path, capsys):

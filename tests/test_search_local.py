@@ -33,7 +33,9 @@ def flaky_space(tmp_path):
 def test_local_search_stores_metrics_charges_and_resumes_without_double_charging(tmp_path, monkeypatch, small_cora_space):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 's.db'}"
-    first = search("cora", "3trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1)
+    # early stopping off: a stopped trial counts the share of its work, which would blur the charges checked here
+    first = search("cora", "3trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1,
+                   early_stop=False)
     study = first.study
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
@@ -45,14 +47,14 @@ def test_local_search_stores_metrics_charges_and_resumes_without_double_charging
         assert trial.values == [trial.user_attrs["val_accuracy"], trial.user_attrs["latency_ms"]]
         assert trial.user_attrs["charge"]["cpu_h"] > 0
     spent_before = record.spent(study)
-    second = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1)
+    second = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local", seed=1, early_stop=False)
     assert second.resumed and second.new_trials == 2
     again = optuna.load_study(study_name="s", storage=url)
     assert len(again.trials) == 5 and record.spent(again)["trials"] == 5
     assert record.spent(again)["cpu-h"] > spent_before["cpu-h"]
     assert sum(k.startswith("autotradeoff:session:") for k in again.user_attrs) == 2
     assert len({t.user_attrs["runner_trial_id"] for t in again.trials}) == 5  # one id per trial across the two runs
-    third = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local")
+    third = search("cora", "5trials", space=str(small_cora_space), study="s", storage=url, runner="local", early_stop=False)
     assert third.new_trials == 0  # budget already spent: nothing runs, nothing is charged again
     assert record.spent(optuna.load_study(study_name="s", storage=url))["trials"] == 5
 

@@ -56,12 +56,14 @@ def test_ray_search_stores_trials_and_writes_the_report(searched):
     workdir, result = searched
     study = load(workdir)
     trials = study.get_trials()
-    # Early stopping is on: with 6 trials the sixth to reach a rung may be stopped (PRUNED, "stopped" stored),
-    # which of them depends on the two workers' timing. Every other trial completes.
+    # Early stopping is on: from the third trial to reach a rung on, a trial may be stopped (PRUNED, "stopped"
+    # stored); which of them depends on the two workers' timing. A stopped trial counts the share of its work
+    # it did against the 6-trial budget, so the search may run more than 6.
     stopped = [t for t in trials if t.state == TrialState.PRUNED]
-    assert len(trials) == 6 and all("stopped" in t.user_attrs for t in stopped)
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6 - len(stopped) >= 4
-    assert len({t.user_attrs["runner_trial_id"] for t in trials}) == 6  # Ray's trial id on each Optuna trial
+    assert all("stopped" in t.user_attrs for t in stopped)
+    assert len(trials) >= 6 and sum(t.state == TrialState.COMPLETE for t in trials) == len(trials) - len(stopped) >= 2
+    assert 5 < record.spent(study)["trials"] <= 6 + 1e-9  # a trial starts while a whole one is left
+    assert len({t.user_attrs["runner_trial_id"] for t in trials}) == len(trials)  # Ray's trial id on each Optuna trial
     for trial in trials:  # the task's metrics are stored, Ray's bookkeeping fields are not
         if trial.state == TrialState.COMPLETE:
             assert {"val_accuracy", "test_accuracy", "latency_ms", "flops", "params", "trial_wall_s"} <= set(trial.user_attrs)
@@ -74,6 +76,7 @@ def test_ray_search_stores_trials_and_writes_the_report(searched):
 
 def test_rerunning_the_command_resumes_the_study(searched):
     workdir, _ = searched
+    before = len(load(workdir).trials)
     again = run_cli("search", "--task", "cora", "--space", "small.yaml", "--budget", "8trials", "--workers", "2",
                     "--study", "e2e", cwd=workdir)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -81,7 +84,7 @@ def test_rerunning_the_command_resumes_the_study(searched):
     # a trial stopped early counts the share of its work it did, so 2 trials of budget may take more runs
     new = int(re.search(r"(\d+) new trial\(s\)", again.stdout).group(1))
     study = load(workdir)
-    assert new >= 2 and len(study.trials) == 6 + new
+    assert new >= 2 and len(study.trials) == before + new
     assert sum(k.startswith("autotradeoff:session:") for k in study.user_attrs) == 2
 
 
