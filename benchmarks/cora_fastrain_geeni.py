@@ -8,7 +8,9 @@ split in one run so that differences are paired (issue 16's targets):
    an ``autotradeoff export`` file). Test accuracy and self-training time, each paired against CaGCN-st
    (mean difference / geometric-mean speed-up with 95% t intervals over the splits), and per-stage logs.
 2. GEENI: one GCN, the plain ensemble of 5 GCNs, GEENI with our settings (GCN/SAGE/GAT members on their own
-   subgraphs, 5% of the nodes down-weighted, edges and channels pruned, members fine-tuned), and the config a
+   subgraphs, 5% of the nodes down-weighted, edges and channels pruned, members fine-tuned), the same with
+   members as wide as one GCN (no channel pruning), that with GCN members only, that without edge pruning,
+   and the config a
    ``cora-ensemble`` search picked (``--geeni-pick``). Test accuracy paired against one GCN; per-node
    (sampled) inference latency and FLOPs for a batch of 32 validation nodes, and full-graph ones.
 
@@ -51,6 +53,9 @@ GEENI = {f"geeni.{k}": v for k, v in {
     "n_members": 3, "diversity": "arch+subgraph", "subgraph_drop": 0.2, "error_score": "entropy", "isolate_frac": 0.05,
     "isolation_mode": "down-weight", "isolation_alpha": 0.1, "edge_prune": 0.3, "weight_sparsity": 0.5,
     "finetune_epochs": 50}.items()}
+GEENI_FULL = {**GEENI, "geeni.weight_sparsity": 0.0}  # every member as wide as one GCN (ours halve theirs)
+GEENI_GCNS = {**GEENI_FULL, "geeni.diversity": "subgraph"}  # members all GCNs, each on its own edge-dropped subgraph
+GEENI_UNPRUNED = {**GEENI_FULL, "geeni.edge_prune": 0.0}  # isolation without edge pruning
 T95 = lambda n: float(stats.t.ppf(0.975, n - 1))  # noqa: E731
 
 
@@ -104,7 +109,9 @@ def runs(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
              "FASTRAIN, temperature scaling": ("fastrain", FASTRAIN_TS)}
     if args.fastrain_pick:
         table["FASTRAIN, search's pick"] = ("fastrain", read_config(args.fastrain_pick)["config"])
-    table |= {"one GCN": ("geeni", {}), "plain ensemble (5 GCNs)": ("geeni", PLAIN_ENSEMBLE), "GEENI, our settings": ("geeni", GEENI)}
+    table |= {"one GCN": ("geeni", {}), "plain ensemble (5 GCNs)": ("geeni", PLAIN_ENSEMBLE), "GEENI, our settings": ("geeni", GEENI),
+              "GEENI, full width": ("geeni", GEENI_FULL), "GEENI, full width, GCN members": ("geeni", GEENI_GCNS),
+              "GEENI, full width, no edge pruning": ("geeni", GEENI_UNPRUNED)}
     if args.geeni_pick:
         table["GEENI, search's pick"] = ("geeni", read_config(args.geeni_pick)["config"])
     return {name: row for name, row in table.items() if name not in args.skip and args.only in (None, row[0])}
@@ -114,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--splits", type=int, default=10, help="fresh splits/seeds every row is measured on (100..)")
+    parser.add_argument("--first-split", type=int, default=100,
+                        help="seed of the first split (110: splits no row was chosen on, to confirm a choice)")
     parser.add_argument("--fastrain-pick", type=Path, help="an `autotradeoff export` file of the cora-fewshot search")
     parser.add_argument("--geeni-pick", type=Path, help="an `autotradeoff export` file of the cora-ensemble search")
     parser.add_argument("--only", choices=["fastrain", "geeni"], help="measure one part only")
@@ -129,14 +138,14 @@ def main() -> None:
         return
     start = time.perf_counter()
     rows, epochs = [], [] if args.only == "geeni" else epoch_costs(max(args.labels))
-    for seed in range(100, 100 + args.splits):  # split by split: a run cut short still holds whole, paired splits
+    for seed in range(args.first_split, args.first_split + args.splits):  # split by split: a run cut short still holds whole, paired splits
         for labels in args.labels:
             for name, (part, config) in runs(args).items():
                 metrics = measure(config, labels, seed, timed=part == "geeni")
                 rows.append({"labels": labels, "part": part, "run": name, "seed": seed, **metrics, "config": config})
                 print(f"split {seed}, {labels} labels/class, {name}: accuracy {metrics['test_accuracy']:.4f}, "
                       f"train {metrics['train_time_s']:.1f}s", flush=True)
-        write(rows, epochs, args, seed - 99, time.perf_counter() - start)
+        write(rows, epochs, args, seed - args.first_split + 1, time.perf_counter() - start)
 
 
 def number(text: str) -> float | str:
@@ -284,7 +293,8 @@ def write(rows: list[dict], epochs: list[dict], args: argparse.Namespace, splits
         f"({wall_s / 60:.0f} min, {per_split / 60:.1f} min a split for the rows below). Intervals over {splits} "
         f"splits are wide (t = {T95(splits):.1f}); a full run of these rows (`--splits 10`) needs about "
         f"{10 * per_split / 60:.0f} min on 2 cores." if splits < 10 else f"{wall_s / 60:.0f} min on 2 cores.")
-    lines = [f"# Cora, FASTRAIN-GNN and GEENI: {splits} few-label splits (seeds 100..{99 + splits}) per row, CPU, 2 threads", "",
+    first = min(r["seed"] for r in rows)
+    lines = [f"# Cora, FASTRAIN-GNN and GEENI: {splits} few-label splits (seeds {first}..{first + splits - 1}) per row, CPU, 2 threads", "",
              size, *([args.note] if args.note and not math.isnan(wall_s) else []), "",
              "Accuracy: public test nodes, mean ± std over the splits; differences are paired split by split, with 95% t "
              "intervals ('real' when the interval excludes 0). Speed-ups: geometric mean over the splits of the "
