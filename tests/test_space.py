@@ -48,6 +48,9 @@ def test_shipped_graph_spaces_start_from_their_baselines(name):
     if name == "cora-ensemble":  # then the plain ensemble: members, nothing isolated or pruned
         own = geeni.own(configs[1])
         assert own["n_members"] == 5 and not own["isolate_frac"] and not own["weight_sparsity"]
+        ours, unpruned = geeni.own(configs[2]), geeni.own(configs[3])  # then GEENI, and GEENI unpruned at full width
+        assert ours["edge_prune"] == 0.3 and ours["weight_sparsity"] == 0.5
+        assert unpruned == {**ours, "edge_prune": 0.0, "weight_sparsity": 0.0}
         assert {geeni.key(k) for k in geeni.knobs} <= set(space.searched)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
