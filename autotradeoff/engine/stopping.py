@@ -30,7 +30,7 @@ REJECTED = "autotradeoff_rejected"  # trial result key: the config broke a const
 STOPPED = "autotradeoff_stopped"  # trial result key: the search stopped the trial early (the reason)
 SHARE = "autotradeoff_share"  # trial result key of a stopped trial: the share of its work it did
 ETA = 3
-MIN_AT_RUNG = ETA  # points a rung needs before anything is stopped: fewer cannot hold a best 1/ETA (6, 5, 4, 3, 2 replayed on the Cora curves: README)
+MIN_AT_RUNG = ETA  # points a rung needs before stopping anything: fewer cannot hold a best 1/ETA (6-2 replayed: README)
 log = logging.getLogger("autotradeoff")
 
 
