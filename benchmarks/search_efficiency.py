@@ -40,7 +40,7 @@ RUNS = OUT / "search_efficiency_runs.json.gz"
 TABLES = ("nasbench-graph:cora", "nasbench201:cifar10")
 METHODS = ("random", "nsga2", "tpe", "gp", "ray", "autotradeoff", "autotradeoff-cold")
 WORKER_METHODS = ("random", "tpe", "autotradeoff")
-GP_LIMITS = (5, 100)  # seeds and trials of Optuna's GP: one ask takes seconds on these categorical spaces
+GP_LIMITS = (30, 100)  # seeds and trials of Optuna's GP: ~15-20 s a 100-trial search under Optuna 5.1, cubic past that
 CURVE_METHODS = ("random", "autotradeoff", "autotradeoff-no-es")
 
 
