@@ -116,6 +116,24 @@ def test_resume_fails_and_requeues_trials_left_running_by_a_dead_search_only(tmp
     assert states[live.number].state == TrialState.RUNNING  # its search beat just now
 
 
+def test_a_trial_with_no_owner_is_failed_at_once_when_every_search_that_may_have_made_it_is_gone(
+        tmp_path, monkeypatch, flaky_space):
+    # a search kill -9'd between creating a trial and writing its name on it (the kill soak hit it once in CI)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    search("plugin_tasks:flaky", "1trials", space=flaky_space, study="o", storage=url, runner="local")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study = optuna.load_study(study_name="o", storage=open_storage(url))
+    (session, entry), = record.sessions(study.user_attrs).items()
+    study.set_user_attr(f"{record.SESSION_PREFIX}{session}", {**entry, "pid": int(dead.stdout)})  # that search died
+    unowned = study.ask()
+    result = search("plugin_tasks:flaky", "2trials", space=flaky_space, study="o", storage=url, runner="local")
+    assert result.reconciled == 1
+    trial = optuna.load_study(study_name="o", storage=url).trials[unowned.number]
+    assert trial.state == TrialState.FAIL and "every search that may have created it (1) is gone" in trial.user_attrs["fail_reason"]
+    assert "charge" not in trial.user_attrs and not record.counts_as_trial(trial)  # nothing ran
+
+
 def test_wall_clock_budget_stops_starting_trials(tmp_path, monkeypatch, flaky_space):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'w.db'}"

@@ -123,7 +123,7 @@ class SearchDriver:
     _last_beat: float = 0.0
     _started: float = 0.0
     _previous_s: float = 0.0
-    _started_iso: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _started_iso: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     _front: list[dict] = field(default_factory=list)  # the front as ``progress`` last saw it
     _tally: _Tally = field(default_factory=_Tally)
 

@@ -87,10 +87,9 @@ def _seconds(since: datetime, until: datetime) -> float:
     return (until.astimezone(timezone.utc) - since.astimezone(timezone.utc)).total_seconds()
 
 
-def _gone(study_attrs: dict[str, Any], trial: FrozenTrial, now: datetime) -> str | None:
-    """Why a trial's owning search counts as dead (None while it may be alive): its process is gone from
-    this host, or, on another host, its heartbeat is older than ``SILENT_AFTER_S``."""
-    who = record.owner(trial)
+def _gone(study_attrs: dict[str, Any], who: dict[str, Any], now: datetime) -> str | None:
+    """Why the search ``who`` (a trial's owner, or a session's record) counts as dead (None while it may be
+    alive): its process is gone from this host, or, on another host, its heartbeat is older than ``SILENT_AFTER_S``."""
     if who.get("host") == socket.gethostname():
         if who.get("pid") == os.getpid() or _alive(int(who.get("pid", -1))):
             return None
@@ -100,6 +99,28 @@ def _gone(study_attrs: dict[str, Any], trial: FrozenTrial, now: datetime) -> str
     if silent is None or silent <= SILENT_AFTER_S:
         return None
     return f"silent for {silent:.0f} s (over {SILENT_AFTER_S:g} s)"
+
+
+def _creators_gone(study_attrs: dict[str, Any], trial: FrozenTrial, now: datetime) -> int:
+    """How many searches may have created an ownerless trial, when every one of them is dead (else 0).
+
+    A search records its session (host, pid) before it creates any trial, so the creator is among the
+    sessions on record: on this host those started by the trial's start (same clock), on other hosts
+    all of them (their clocks may differ). Any that may still be alive keeps the trial as it is."""
+    here, start = socket.gethostname(), trial.datetime_start
+    candidates = {session: who for session, who in record.sessions(study_attrs).items()
+                  if who.get("host") != here or start is None or _started_by(who, start)}
+    if not candidates or any(_gone(study_attrs, {**who, "session": s}, now) is None for s, who in candidates.items()):
+        return 0
+    return len(candidates)
+
+
+def _started_by(who: dict[str, Any], start: datetime) -> bool:
+    """Did the session ``who`` start no later than ``start``?"""
+    try:
+        return _seconds(datetime.fromisoformat(who["started"]), start) >= 0
+    except (KeyError, TypeError, ValueError):
+        return True  # no start on record: it may be the creator
 
 
 def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = None,
@@ -112,19 +133,26 @@ def reconcile(study: optuna.Study, finished: dict[str, dict[str, Any]] | None = 
     they held up to the dead process's last heartbeat, and their configs queued again. A trial owned by
     another host is settled the same way only once its search's heartbeat is ``SILENT_AFTER_S`` old
     (this host can't see that process; the heartbeat is UTC, so time zones don't matter); with no
-    heartbeat recorded it is left alone. A trial with no owner at all after ``OWNERLESS_AFTER_S`` is
-    failed whatever the host (nothing ran: nothing is charged or queued). Returns (recovered, failed).
+    heartbeat recorded it is left alone. A trial with no owner at all (its search died between creating
+    it and recording itself on it) is failed as soon as every search that may have created it is dead,
+    and whatever the host after ``OWNERLESS_AFTER_S``; nothing ran: nothing is charged or queued.
+    Returns (recovered, failed).
     """
     recovered = failed = 0
     now, attrs = datetime.now(timezone.utc), study.user_attrs
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = record.owner(trial)
-        if not who and trial.datetime_start is not None and _seconds(trial.datetime_start, now) > OWNERLESS_AFTER_S:
-            _fail(study, trial, f"left RUNNING with no owner for over {OWNERLESS_AFTER_S:g} s: its search died "
-                                "between creating it and recording itself (nothing was run)")
-            failed += 1
+        if not who:
+            creators = _creators_gone(attrs, trial, now)
+            old = trial.datetime_start is not None and _seconds(trial.datetime_start, now) > OWNERLESS_AFTER_S
+            if creators or old:
+                why = f"every search that may have created it ({creators}) is gone" if creators else \
+                    f"it is over {OWNERLESS_AFTER_S:g} s old"
+                _fail(study, trial, f"left RUNNING with no owner, {why}: its search died between creating it and "
+                                    "recording itself (nothing was run)")
+                failed += 1
             continue
-        gone = _gone(attrs, trial, now) if who else None
+        gone = _gone(attrs, who, now)
         if gone is None:
             continue
         result = (finished or {}).get(record.runner_id(trial))
