@@ -2,7 +2,9 @@
 listens (``engine.stopping``) and may stop a hopeless trial.
 
 ``checkpoint(done, value)`` reports ``done`` in [0, 1] of the current ``part`` with a validation
-score ``value`` (higher is better); ``part(i, n)`` nests loops (seeds, ensemble members,
+score ``value`` (higher is better; ``informative=False`` when the model still predicts like a constant,
+so the score says nothing yet about where training ends: a rung reached then is passed, not judged,
+else a rung early in a fine-tune would rank every trial by its costs alone); ``part(i, n)`` nests loops (seeds, ensemble members,
 self-training stages) so that ``done`` becomes the share of the whole trial. Outside a search both
 are no-ops. ``reporting(decide, scale)`` routes one trial's checkpoints to a decision once per rung;
 ``listening(callback)`` hands every checkpoint to ``callback`` (a learning curve being recorded).
@@ -29,17 +31,18 @@ __all__ = ["checkpoint", "due", "part", "quiet", "reporting", "listening", "RUNG
 
 RUNGS = (1 / 9, 1 / 3)  # shares of the most work a trial can do at which it is judged
 
-_handler: ContextVar[Callable[[float, float], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
+_handler: ContextVar[Callable[[float, float, bool], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
 _span: ContextVar[tuple[float, float]] = ContextVar("autotradeoff_span", default=(0.0, 1.0))
 _next_rung: ContextVar[dict[str, float] | None] = ContextVar("autotradeoff_next_rung", default=None)
 
 
-def checkpoint(done: float, value: float) -> None:
-    """Report progress ``done`` (share of the current part) with validation ``value`` (higher is better)."""
+def checkpoint(done: float, value: float, *, informative: bool = True) -> None:
+    """Report progress ``done`` (share of the current part) with validation ``value`` (higher is better);
+    ``informative``: False while the model predicts like a constant (its rung is passed, not judged)."""
     handler = _handler.get()
     if handler is not None:
         start, width = _span.get()
-        handler(start + width * min(max(done, 0.0), 1.0), float(value))
+        handler(start + width * min(max(done, 0.0), 1.0), float(value), informative)
 
 
 def _rung_at(state: dict[str, float]) -> float | None:
@@ -85,14 +88,14 @@ def reporting(decide: Callable[[int, float, float], bool], scale: float = 1.0) -
     when it answers True the trial is stopped (``TrialStopped`` raised at the checkpoint, with the share
     of its work done). ``scale``: this trial's work as a share of the most a trial can do; rung ``r``
     is reached at ``RUNGS[r] / scale`` of its own work, and a rung it only reaches at its end is skipped
-    (nothing is left to save)."""
+    (nothing is left to save), as is one reached by an uninformative checkpoint."""
     state = {"next": 0, "best": -math.inf, "scale": min(max(float(scale), 1e-9), 1.0)}
 
-    def handler(share: float, value: float) -> None:
+    def handler(share: float, value: float, informative: bool = True) -> None:
         state["best"] = max(state["best"], value)
         while (at := _rung_at(state)) is not None and share >= at - 1e-9:
             rung, state["next"] = int(state["next"]), state["next"] + 1
-            if decide(rung, share, state["best"]):
+            if informative and decide(rung, share, state["best"]):
                 raise TrialStopped(f"stopped early at {share:.0%} of its work (rung {rung}): "
                                    f"validation {state['best']:.4f} and its known costs are dominated", share=share)
 
@@ -108,7 +111,7 @@ def reporting(decide: Callable[[int, float, float], bool], scale: float = 1.0) -
 def listening(callback: Callable[[float, float], None]) -> Iterator[None]:
     """Hand every checkpoint of the work inside to ``callback(share of the whole work, value)``: how a
     learning curve is recorded (``benchmarks/cora_curves.py``). Nothing is ever stopped."""
-    token = _handler.set(callback)
+    token = _handler.set(lambda share, value, informative=True: callback(share, value))
     try:
         yield
     finally:

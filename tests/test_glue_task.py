@@ -86,6 +86,15 @@ def recording(starts):
     return wrap
 
 
+def test_a_fine_tunes_checkpoint_says_when_the_model_predicts_like_a_constant():
+    # early in a fine-tune every model does: its rung is then passed, not judged (progress.checkpoint)
+    task = get_task("sst2")
+    fidelity = task.fill_fidelity(TINY)
+    _, validation, _ = task.data(fidelity)
+    value, informative = task.checkpoint_score(task.classifier(task.fill_config({}), fidelity, "cpu"), validation, "cpu")
+    assert 0.0 < value < 1.0 and not informative  # an untrained head
+
+
 def test_refinetuning_starts_from_the_pretrained_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))  # nothing cached: every fine-tune runs
     task = get_task("sst2")

@@ -14,6 +14,7 @@ from autotradeoff.cli import main
 from autotradeoff.engine import stopping
 from autotradeoff.engine.samplers import GP_MAX_TRIALS, Handover
 from autotradeoff.engine.search import auto_sampler, search
+from autotradeoff.errors import TrialStopped
 from autotradeoff.front import pareto
 from autotradeoff.front.report import write_report
 from autotradeoff.knobs import Objective
@@ -36,6 +37,21 @@ def test_nested_parts_turn_checkpoints_into_shares_of_the_whole_trial():
     # rung 0 at 1/9 of the work (first member's first epoch of 6 x 3), rung 1 at 1/3 (first seed's second member)
     assert [(r, s) for r, s, _ in seen] == [(0, 0.111), (1, 0.333)]
     assert seen[1][2] == pytest.approx(0.5)  # the best value so far, not the last
+
+
+def test_a_rung_reached_while_the_model_predicts_like_a_constant_is_passed_not_judged():
+    # an SST-2 search stopped 6 of 14 trials at 1/9 of their fine-tune, every one at the majority rate (0.5573):
+    # the rung ranked them by latency alone
+    seen, done = [], []
+    with pytest.raises(TrialStopped), progress.reporting(lambda rung, share, value: seen.append(rung) or True):
+        for step in range(1, 10):
+            progress.checkpoint(step / 9, 0.5573, informative=step > 1)
+            done.append(step)
+    assert seen == [1] and done == [1, 2]  # rung 0 (1/9) passed on a constant predictor; rung 1 (3/9) judged: stopped
+    curve = []
+    with progress.listening(lambda share, value: curve.append(value)):
+        progress.checkpoint(0.5, 0.6, informative=False)
+    assert curve == [0.6]  # a learning curve records every point
 
 
 def test_a_trial_is_stopped_only_when_dominated_beyond_the_rung_quota():

@@ -160,7 +160,7 @@ class GlueTask(Task):
                                                                         batch_size=own["batch_size"]),
             "finetune": lambda model, *, epochs, seed: finetune(model, fit, own, epochs=epochs, seed=seed, device=device,
                                                                 batches=pipeline.batches,
-                                                                validate=lambda m: self.validation_score(m, validation, device)),
+                                                                validate=lambda m: self.checkpoint_score(m, validation, device)),
             "losses": lambda model: sample_losses(model, validation, device),
             "gradients": lambda model, after: sample_gradients(model, validation, device, after=after),
             "pretrained": lambda seed: self.classifier(config, {**fidelity, "seed": seed}, device),
@@ -169,9 +169,17 @@ class GlueTask(Task):
             "cached": lambda key, make: cached_model(key, make, device=device),
             "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))}, dry=dry)
 
-    def validation_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> float:
-        """The official score on validation (a fine-tune's checkpoints)."""
-        return score(self.name, predict(model, validation, device), [e.label for e in validation])["score"]
+    def checkpoint_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> tuple[float, bool]:
+        """A fine-tune's checkpoint: the official score on validation, and whether it says anything yet (False
+        while the model predicts like a constant, as early in a fine-tune every model does: a rung judged on it
+        would rank the trials by their costs alone)."""
+        labels = [e.label for e in validation]
+        predicted = predict(model, validation, device)
+        return self.official(predicted, labels), not degeneracy(predicted, labels, self.official)["degenerate"]
+
+    def official(self, predicted: list[int], labels: list[int]) -> float:
+        """The task's official metric (accuracy, F1 or MCC) of ``predicted`` against ``labels``."""
+        return score(self.name, predicted, labels)["score"]
 
     def classifier(self, config: dict[str, Any], fidelity: dict[str, Any], device: str) -> PreTrainedModel:
         """The pretrained encoder with a new classification head, seeded: "same seed, same model"."""
@@ -212,8 +220,7 @@ class GlueTask(Task):
         predicted = {"val": predict(model, validation, device), "test": predict(model, test, device)}
         scores = {f"{split}_{k}": v for split, rows in (("val", validation), ("test", test))
                   for k, v in score(self.name, predicted[split], [e.label for e in rows]).items()}
-        official = lambda p, y: score(self.name, p, y)["score"]  # noqa: E731
-        return {**scores, **degeneracy(predicted["val"], [e.label for e in validation], official),
+        return {**scores, **degeneracy(predicted["val"], [e.label for e in validation], self.official),
                 **self.costs(model, validation, fidelity, device)}
 
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:

@@ -149,10 +149,11 @@ def random_batches(examples: Sequence[Encoded], *, epoch: int, rng: random.Rando
 
 
 def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any], *, epochs: int, seed: int, device: str,
-             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], float] | None = None) -> TrainStats:
+             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool]] | None = None) -> TrainStats:
     """AdamW with linear warm-up and decay; each epoch's batches, kept tokens and LR factors from ``batches``.
-    When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches and the score
-    is reported (``progress.checkpoint``; the search may stop the trial there); that time is not training time."""
+    When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches (the score, and
+    False while it predicts like a constant) and the score is reported (``progress.checkpoint``; the search may
+    stop the trial there); that time is not training time."""
     start = time.perf_counter()  # planning the batches (TokenDrop's draws among them) is part of the fine-tune
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -185,13 +186,13 @@ def _schedule(total: int, warmup: float) -> Callable[[int], float]:
     return lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
 
 
-def _checkpoint(model: PreTrainedModel, validate: Callable[[PreTrainedModel], float], done: float) -> float:
+def _checkpoint(model: PreTrainedModel, validate: Callable[[PreTrainedModel], tuple[float, bool]], done: float) -> float:
     """Report the validation score at ``done`` (the search may stop the trial here); returns the seconds spent."""
     start = time.perf_counter()
-    value = validate(model)
+    value, informative = validate(model)
     model.train()
     spent = time.perf_counter() - start
-    progress.checkpoint(done, value)
+    progress.checkpoint(done, value, informative=informative)
     return spent
 
 
