@@ -13,6 +13,7 @@ from autotradeoff.engine.stopping import STOPPED
 from autotradeoff.engine.trial import run_trial
 from autotradeoff.models.bert import AxBertForSequenceClassification
 from autotradeoff.tasks import get_task
+from autotradeoff.tasks.glue import GlueTask
 from autotradeoff.techniques.axformer import approximate
 
 from conftest import run_cli
@@ -118,12 +119,19 @@ def test_refinetuning_starts_from_the_pretrained_weights(tmp_path, monkeypatch):
 
 
 def test_fine_tuning_reports_validation_at_the_rungs_and_a_stopped_one_is_not_cached(baseline, tmp_path, monkeypatch):
-    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))
     seen = []
 
     def judge(stop):
         return lambda known: lambda rung, share, value: seen.append((rung, share, value)) or stop
 
+    # at TINY every model still predicts one class at both rungs: they are passed, not judged, nothing stops
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path / "constant"))
+    passed = run_trial("sst2", TRAIN, TINY, judge=judge(True))
+    assert STOPPED not in passed and seen == [] and passed["val_accuracy"] == baseline["val_accuracy"]
+    # a fine-tune past that phase: the real validation score at each rung, reported as informative
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))
+    real = GlueTask.checkpoint_score
+    monkeypatch.setattr(GlueTask, "checkpoint_score", lambda self, *args: (real(self, *args)[0], True))
     stopped = run_trial("sst2", TRAIN, TINY, judge=judge(True))
     assert STOPPED in stopped and [r for r, *_ in seen] == [0] and 1 / 9 <= seen[0][1] < 1 / 3 and 0 <= seen[0][2] <= 1
     assert not (tmp_path / "finetuned").is_dir() or not any((tmp_path / "finetuned").iterdir())  # nothing cached
