@@ -117,45 +117,51 @@ def test_peak_memory_sees_a_short_lived_allocation_and_not_what_was_held_before(
 
 
 TRAINER = """
-import json, sys, time
+import json, os, sys, time
 from autotradeoff.cost import alone
-steps = []
+folder, steps = sys.argv[1], []
 with alone.working():
-    end = time.time() + 1.5
-    while time.time() < end:
+    open(os.path.join(folder, "training"), "w").close()  # the timer starts only once training runs
+    deadline = time.time() + 30
+    while time.time() < deadline and not os.path.exists(os.path.join(folder, "window.json")):
         alone.pause_point()
         start = time.time()
         while time.time() - start < 0.02:  # a training step: busy, no pause inside
             pass
         steps.append((start, time.time()))
-json.dump(steps, open(sys.argv[1], "w"))
+json.dump(steps, open(os.path.join(folder, "steps.json"), "w"))
 """
 TIMER = """
-import json, sys, time
+import json, os, sys, time
 from autotradeoff.cost import alone
+folder = sys.argv[1]
+deadline = time.time() + 30
+while time.time() < deadline and not os.path.exists(os.path.join(folder, "training")):
+    time.sleep(0.01)
 time.sleep(0.4)
 with alone.working():
     with alone.alone():
         start = time.time()
         time.sleep(0.3)  # the timing phase
         window = (start, time.time())
-json.dump(window, open(sys.argv[1], "w"))
+json.dump(window, open(os.path.join(folder, "window.json"), "w"))
 """
 
 
 def test_a_timing_phase_runs_alone_on_the_host_and_training_waits_for_it(tmp_path):
-    """Two processes on real host locks: no training step of one overlaps the other's timing phase."""
+    """Two processes on real host locks: no training step of one overlaps the other's timing phase. The timer
+    starts once training runs and training goes on until the timer is done, whatever the imports cost."""
     import json
     import subprocess
     import sys
 
     env = {**os.environ, "AUTOTRADEOFF_LOCKS": str(tmp_path / "locks")}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / name)], env=env)
-             for code, name in ((TRAINER, "steps.json"), (TIMER, "window.json"))]
-    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env) for code in (TRAINER, TIMER)]
+    assert [p.wait(timeout=90) for p in procs] == [0, 0]
     steps = json.loads((tmp_path / "steps.json").read_text())
     start, end = json.loads((tmp_path / "window.json").read_text())
     assert len(steps) > 10
+    assert steps[0][0] < start  # training was under way when the timing phase was asked for
     assert not [s for s in steps if s[0] < end and s[1] > start]  # no step overlapped the timing phase
     gaps = [b[0] - a[1] for a, b in zip(steps, steps[1:])]
     assert max(gaps) >= 0.25  # the trainer waited at its pause point while the timer measured
