@@ -163,3 +163,19 @@ def test_an_applied_directory_loads_with_plain_transformers_no_prompt_no_warning
     assert run.returncode == 0, run.stderr
     assert [line.split("\t")[1] for line in run.stdout.splitlines()] == ["w1 w2 w3", "w4"]
     assert run.stderr.strip() == "", run.stderr  # no prompt, no warning
+
+
+def test_distillation_loss_mixes_the_labels_and_the_teachers_softened_logits():
+    from autotradeoff.tasks.glue_model import distill_loss
+
+    torch.manual_seed(2)
+    student, teacher, labels = torch.randn(8, 2, requires_grad=True), torch.randn(8, 2), torch.randint(0, 2, (8,))
+    hard = torch.nn.functional.cross_entropy(student, labels)
+    assert torch.allclose(distill_loss(student, teacher, labels, weight=0.0, temperature=2.0), hard)
+    assert distill_loss(teacher, teacher, labels, weight=1.0, temperature=2.0).abs() < 1e-6  # nothing to learn
+    soft = distill_loss(student, teacher, labels, weight=1.0, temperature=2.0)
+    assert torch.allclose(distill_loss(student, teacher, labels, weight=0.25, temperature=2.0), 0.75 * hard + 0.25 * soft)
+    soft.backward()  # a step down the soft loss moves the student's softened outputs towards the teacher's
+    moved = student - 0.5 * student.grad
+    gap = lambda s: (torch.softmax(s / 2, -1) - torch.softmax(teacher / 2, -1)).abs().sum()  # noqa: E731
+    assert gap(moved.detach()) < gap(student.detach())

@@ -118,6 +118,29 @@ def test_refinetuning_starts_from_the_pretrained_weights(tmp_path, monkeypatch):
             assert stats.steps > plain.steps
 
 
+def test_distillation_re_fine_tunes_against_the_plain_fine_tune_and_counts_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))
+    task = get_task("sst2")
+    fidelity = task.fill_fidelity(TINY)
+    built = {}
+    for distill in (0.0, 0.5):
+        config = task.fill_config({**TRAIN, "axformer.drop_ffn_layers": 1, "axformer.distill": distill})
+        pipeline, calls = task.stages(config, fidelity, device="cpu"), []
+        pipeline.wrap("finetune", lambda plain, calls=calls: lambda model, **kw: calls.append(kw) or plain(model, **kw))
+        model, _, stats = pipeline.approximate(0)
+        built[distill] = model, stats, calls
+    tuned, plain = pipeline.tuned(0)
+    (model, stats, calls), (model_kd, stats_kd, calls_kd) = built[0.0], built[0.5]
+    assert len(calls) == 1 and calls[0].get("teacher") is None  # the paper's re-fine-tune needs no plain fine-tune
+    assert len(calls_kd) == 2 and calls_kd[0].get("teacher") is None  # distilling does: it is trained first ...
+    teacher, expected = calls_kd[1]["teacher"].state_dict(), tuned.state_dict()
+    assert calls_kd[1]["distill"] == 0.5 and all(torch.equal(teacher[k], expected[k]) for k in expected)
+    assert stats_kd.steps == 2 * plain.steps and stats_kd.time_s > plain.time_s  # ... and counted as its work
+    assert stats_kd.flops > stats.flops + plain.flops  # the teacher's forward passes are training work too
+    weights, weights_kd = model.state_dict(), model_kd.state_dict()  # cached under different keys: different models
+    assert any(not torch.equal(weights[k], weights_kd[k]) for k in weights)
+
+
 def test_fine_tuning_reports_validation_at_the_rungs_and_a_stopped_one_is_not_cached(baseline, tmp_path, monkeypatch):
     seen = []
 

@@ -9,7 +9,8 @@ the scoring passes and the cost measurements.
 
 The text family's pipeline (what a text technique may wrap or call):
 - ``batches(examples, *, epoch, rng) -> (batches, kept token positions per example, LR factor per batch)``;
-- ``finetune(model, *, epochs, seed) -> TrainStats``: fine-tune on the fit split with those batches; under a
+- ``finetune(model, *, epochs, seed, teacher=None, distill=0.0) -> TrainStats``: fine-tune on the fit split with
+  those batches (with a ``teacher`` model, distilling its logits into the loss with weight ``distill``); under a
   search it reports validation checkpoints (early stopping), so call it inside ``progress.quiet()`` for a
   model that is not the trial's result;
 - ``losses(model) -> (per-sample loss tensor, FLOPs)`` and ``gradients(model, after) -> FLOPs`` (forward and
@@ -44,6 +45,7 @@ from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fi
 from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, score, validation_split
 from autotradeoff.tasks.glue_model import (
     DEFAULT_MODEL,
+    Distill,
     TrainStats,
     cached_model,
     collate,
@@ -158,9 +160,10 @@ class GlueTask(Task):
         return self.pipeline(config, lambda pipeline: {
             "batches": lambda examples, *, epoch, rng: random_batches(examples, epoch=epoch, rng=rng,
                                                                         batch_size=own["batch_size"]),
-            "finetune": lambda model, *, epochs, seed: finetune(model, fit, own, epochs=epochs, seed=seed, device=device,
-                                                                batches=pipeline.batches,
-                                                                validate=lambda m: self.checkpoint_score(m, validation, device)),
+            "finetune": lambda model, *, epochs, seed, teacher=None, distill=0.0: finetune(
+                model, fit, own, epochs=epochs, seed=seed, device=device, batches=pipeline.batches,
+                validate=lambda m: self.checkpoint_score(m, validation, device),
+                teacher=Distill(teacher, distill) if teacher is not None else None),
             "losses": lambda model: sample_losses(model, validation, device),
             "gradients": lambda model, after: sample_gradients(model, validation, device, after=after),
             "pretrained": lambda seed: self.classifier(config, {**fidelity, "seed": seed}, device),

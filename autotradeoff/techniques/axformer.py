@@ -18,8 +18,10 @@ passes, time and FLOPs they cost, so later trials reuse them (and still report t
 
 ``refinetune``: ``pretrained`` (the paper's step 6, default): the pretrained encoder with the plan applied is
 fine-tuned as the baseline was (same seed and schedule; ``refinetune_epochs`` 0 = the task's epochs);
-``finetuned``: the approximated fine-tune trains on; ``off``: deployed as it is. Re-fine-tuned models are
-cached by (fine-tune key, plan, re-fine-tune settings).
+``finetuned``: the approximated fine-tune trains on; ``off``: deployed as it is. ``distill`` > 0 (not in the
+paper) mixes distillation from the plain fine-tune's logits into the re-fine-tune's loss with that weight (T = 2);
+the plain fine-tune is then part of the model's training work. Re-fine-tuned models are cached by (fine-tune
+key, plan, re-fine-tune settings).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ KNOBS = {
     "refinetune": _knob("refinetune", "categorical", "pretrained", choices=("off", "pretrained", "finetuned"),
                         help="after approximating: fine-tune from the pretrained weights, go on from the fine-tune, or not"),
     "refinetune_epochs": _knob("refinetune_epochs", "int", 0, 0, 50, help="re-fine-tuning epochs (0: the task's epochs)"),
+    "distill": _knob("distill", "float", 0.0, 0.0, 1.0,
+                     help="re-fine-tuning: weight of distillation from the plain fine-tune's logits (0: off, the paper)"),
 }
 _SITES = ("hard_attn_layers", "hard_attn_k", "drop_attn_layers", "drop_ffn_layers", "heads_kept", "ffn_kept", "ffn_group_size")
 _GREEDY = ("loss_tol", "accept_frac", "ffn_group_size")
@@ -262,7 +266,7 @@ class AxFormer(Technique):
                 return model, 0, stats
             return approximate(model, plan_from_sites(model.bert, own)), 0, stats
         tuned = None
-        if self.reads_model(own) or own["refinetune"] != "pretrained":
+        if self.reads_model(own) or own["refinetune"] != "pretrained" or own["distill"] > 0:
             with progress.quiet() if own["refinetune"] == "pretrained" else contextlib.nullcontext():
                 tuned = pipeline.tuned(seed)  # not the deployed model's training when re-fine-tuned from pretrained
         plan, passes, cost = self._plan(pipeline, own, seed, tuned[0] if tuned else None)
@@ -280,12 +284,15 @@ class AxFormer(Technique):
         baseline's fine-tune, or on from the fine-tune with a fresh batch order."""
         epochs = own["refinetune_epochs"] or pipeline.task_config["epochs"]
         scratch = own["refinetune"] == "pretrained"
+        teacher = tuned[0].eval() if own["distill"] > 0 else None
 
         def make() -> tuple[nn.Module, Any]:
             model = approximate(pipeline.pretrained(seed) if scratch else tuned[0], plan)
-            return model, pipeline.finetune(model, epochs=epochs, seed=seed if scratch else seed + 10_000)
+            return model, pipeline.finetune(model, epochs=epochs, seed=seed if scratch else seed + 10_000,
+                                               teacher=teacher, distill=own["distill"])
 
-        what = {"axformer": {"plan": plan, "from": own["refinetune"], "epochs": epochs}}
+        what = {"axformer": {"plan": plan, "from": own["refinetune"], "epochs": epochs,
+                             **({"distill": own["distill"]} if teacher else {})}}  # keys of earlier caches unchanged
         return pipeline.cached(pipeline.key(seed, what), make)
 
     @staticmethod
