@@ -11,8 +11,7 @@ and, where the batching is the same, their batch order: differences are paired b
    model is >= 1.6x faster at batch 1 and 32: structure only), re-fine-tuned from the pretrained weights;
 4. AxFormer's top 4 FFN blocks removed, attention kept, re-fine-tuned from the pretrained weights: the config
    the ``sst2`` search's fronts chose on validation (README, Quick start), fixed here before any AxFormer result
-   at this fidelity was seen; and the same re-fine-tuned with distillation from the plain fine-tune's logits
-   (weight 0.5, T = 2; not in the paper; its training time counts the plain fine-tune);
+   at this fidelity was seen;
 5. AxFormer greedy pass (validation loss within 10% of the fine-tune's) on each seed's fine-tune, re-fine-tuned
    from the pretrained weights.
 Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
@@ -51,8 +50,6 @@ RUNS = {
     "TokenDrop + BucketSampler, batches of 32": {**PAPER, "tokendrop.batch_growth": False, "tokendrop.lr_scaling": "none"},
     "AxFormer sites {sites}, re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained"},
     "AxFormer FFN blocks (top 4), re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained", "axformer.drop_ffn_layers": 4},
-    "AxFormer FFN blocks (top 4), re-fine-tuned with distillation": {"axformer.refinetune": "pretrained", "axformer.drop_ffn_layers": 4,
-                                                                      "axformer.distill": 0.5},
     "AxFormer greedy (loss +10%), re-fine-tuned from pretrained": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1},
 }
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t, two-sided 95%, by degrees of freedom
@@ -192,6 +189,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved latency rounds")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
+    parser.add_argument("--sites", help="AxFormer sites as 'FFN,ATTN' blocks from the top, instead of choosing them by "
+                        "timing (a rerun on a cache: the choice sits near its 1.6x threshold, 1.59x-1.60x for 3,2)")
     args = parser.parse_args()
     if not os.environ.get("AUTOTRADEOFF_CACHE"):  # cold: every model is trained in this run
         os.environ["AUTOTRADEOFF_CACHE"] = tempfile.mkdtemp(prefix="sst2-bench-")
@@ -199,7 +198,8 @@ def main() -> None:
     task = get_task("sst2")
     fidelity = task.fill_fidelity({"train_size": args.train_size, "val_size": args.val_size, "max_length": 64, "threads": args.threads,
                                    "latency_warmup": 2, "latency_repeats": 10})
-    sites = sites_for(task, {**fidelity, "threads": 1}, 1.6, [(2, 2), (3, 2), (4, 2), (3, 3), (4, 3), (5, 3)])
+    sites = ({"axformer.drop_ffn_layers": int(args.sites.split(",")[0]), "axformer.drop_attn_layers": int(args.sites.split(",")[1])}
+             if args.sites else sites_for(task, {**fidelity, "threads": 1}, 1.6, [(2, 2), (3, 2), (4, 2), (3, 3), (4, 3), (5, 3)]))
     torch.set_num_threads(args.threads)
     label = f"(FFN top {sites['axformer.drop_ffn_layers']}, attention top {sites['axformer.drop_attn_layers']})"
     configs = {name.format(sites=label): {"lr": args.lr, "epochs": args.epochs, **config, **(sites if "sites" in name else {})}
