@@ -126,7 +126,7 @@ def test_distillation_re_fine_tunes_against_the_plain_fine_tune_and_counts_it(tm
     for distill in (0.0, 0.5):
         config = task.fill_config({**TRAIN, "axformer.drop_ffn_layers": 1, "axformer.distill": distill})
         pipeline, calls = task.stages(config, fidelity, device="cpu"), []
-        pipeline.wrap("finetune", lambda plain, calls=calls: lambda model, **kw: calls.append(kw) or plain(model, **kw))
+        pipeline.wrap("finetune", lambda plain, calls=calls: lambda student, **kw: calls.append(kw) or plain(student, **kw))
         model, _, stats = pipeline.approximate(0)
         built[distill] = model, stats, calls
     tuned, plain = pipeline.tuned(0)

@@ -227,10 +227,11 @@ def _step(model: PreTrainedModel, inputs: dict[str, torch.Tensor], optimizer: to
           teacher: Distill | None = None) -> None:
     if teacher is None:
         loss = model(**inputs).loss
-    else:
+    else:  # the model's own loss is not computed: distill_loss has the hard term
+        features = {k: v for k, v in inputs.items() if k != "labels"}
         with torch.no_grad():
-            taught = teacher.model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-        loss = distill_loss(model(**inputs).logits, taught, inputs["labels"], weight=teacher.weight,
+            taught = teacher.model(**features).logits
+        loss = distill_loss(model(**features).logits, taught, inputs["labels"], weight=teacher.weight,
                             temperature=teacher.temperature)
     if not math.isfinite(loss.item()):
         raise TrialFailed(f"non-finite training loss ({loss.item()}) at step {step}")
