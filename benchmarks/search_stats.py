@@ -92,6 +92,16 @@ def less(x: Sequence[float], y: Sequence[float]) -> float:
     return float(mannwhitneyu(list(x), list(y), alternative="less").pvalue)
 
 
+def median_ratio_interval(x: Sequence[float], y: Sequence[float], n: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of median(x) / median(y), seeds resampled independently for each method."""
+    import random
+
+    rng = random.Random(seed)
+    ratios = sorted(statistics.median(rng.choices(x, k=len(x))) / statistics.median(rng.choices(y, k=len(y)))
+                    for _ in range(n))
+    return ratios[int(0.025 * n)], ratios[int(0.975 * n) - 1]
+
+
 def reached(values: Sequence[float], target: float) -> float:
     """The first trial count (1-based) at which a regret curve is at or below ``target`` (inf: never)."""
     return next((i + 1 for i, v in enumerate(values) if v <= target + 1e-12), math.inf)
