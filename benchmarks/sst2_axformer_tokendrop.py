@@ -16,7 +16,7 @@ and, where the batching is the same, their batch order: differences are paired b
    at this fidelity was seen;
 5. AxFormer greedy pass (validation loss within 10% of the fine-tune's) on each seed's fine-tune, re-fine-tuned
    from the pretrained weights, and (the paper's other option) re-fine-tuned on from the fine-tuned weights for
-   the same epochs again.
+   the same epochs again; and the greedy pass at a 15% tolerance (more removed), re-fine-tuned from pretrained.
 Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
 greedy pass selects on. Intervals of the test-accuracy difference to the plain fine-tune: paired bootstrap
 95% over dev sentences of the 3-seed mean (``ci``), and the t interval over the 3 per-seed differences
@@ -57,6 +57,7 @@ RUNS = {
     "AxFormer sites {sites}, re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained"},
     "AxFormer FFN blocks (top 4), re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained", "axformer.drop_ffn_layers": 4},
     "AxFormer greedy (loss +10%), re-fine-tuned from pretrained": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1},
+    "AxFormer greedy (loss +15%), re-fine-tuned from pretrained": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.15},
     "AxFormer greedy (loss +10%), re-fine-tuned from the fine-tune": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1,
                                                                      "axformer.refinetune": "finetuned"},
 }
@@ -237,7 +238,7 @@ def write(rows: list[dict], args: argparse.Namespace, wall: float, configs: dict
              *([f"**Reduced run** (2 CPU cores, minutes allowed): {args.train_size} training sentences, "
                 f"{args.epochs} epochs, {args.seeds} seeds, {args.val_size} validation sentences. The issue's run needs "
                 "3 seeds at a fidelity where the plain fine-tune reaches >= 0.86 dev accuracy (>= 8000 sentences, 2 "
-                "epochs: ~8.5 min a plain fine-tune, ~2.7 h in all on 2 cores from a cold cache): "
+                "epochs: ~8.5 min a plain fine-tune, ~3 h in all on 2 cores from a cold cache): "
                 "`python benchmarks/sst2_axformer_tokendrop.py`.", ""]
                if (args.train_size, args.epochs, args.seeds, args.val_size) != (8000, 2, 3, 872) else []),
              f"Fine-tuning: {args.train_size} training sentences, {args.epochs} epochs, lr {args.lr}, max length 64, seeds "
