@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 import statistics
 from collections.abc import Sequence
 
@@ -94,8 +95,6 @@ def less(x: Sequence[float], y: Sequence[float]) -> float:
 
 def median_ratio_interval(x: Sequence[float], y: Sequence[float], n: int = 4000, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of median(x) / median(y), seeds resampled independently for each method."""
-    import random
-
     rng = random.Random(seed)
     ratios = sorted(statistics.median(rng.choices(x, k=len(x))) / statistics.median(rng.choices(y, k=len(y)))
                     for _ in range(n))

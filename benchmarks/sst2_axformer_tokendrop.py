@@ -47,12 +47,12 @@ from autotradeoff.tasks.glue_model import collate, predict
 
 PAPER = {"tokendrop.batching": "bucket", "tokendrop.drop_mode": "mod-width", "tokendrop.bucket_width": 5,
          "tokendrop.max_drop": 0.2, "tokendrop.batch_growth": True, "tokendrop.lr_scaling": "sqrt", "dropout": 0.025}
+BATCHES_32 = {**PAPER, "tokendrop.batch_growth": False, "tokendrop.lr_scaling": "none"}  # the plain fine-tune's batches
 RUNS = {
     "plain fine-tune (random batches of 32)": {},
     "TokenDrop + BucketSampler, paper settings": PAPER,
-    "TokenDrop + BucketSampler, batches of 32": {**PAPER, "tokendrop.batch_growth": False, "tokendrop.lr_scaling": "none"},
-    "TokenDrop + BucketSampler, batches of 32, dropout 0.1": {**PAPER, "tokendrop.batch_growth": False,
-                                                              "tokendrop.lr_scaling": "none", "dropout": 0.1},
+    "TokenDrop + BucketSampler, batches of 32": BATCHES_32,
+    "TokenDrop + BucketSampler, batches of 32, dropout 0.1": {**BATCHES_32, "dropout": 0.1},
     "BucketSampler only (no TokenDrop), batches of 32": {"tokendrop.batching": "bucket"},
     "AxFormer sites {sites}, re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained"},
     "AxFormer FFN blocks (top 4), re-fine-tuned from pretrained": {"axformer.refinetune": "pretrained", "axformer.drop_ffn_layers": 4},
