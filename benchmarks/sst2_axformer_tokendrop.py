@@ -16,7 +16,9 @@ and, where the batching is the same, their batch order: differences are paired b
    at this fidelity was seen;
 5. AxFormer greedy pass (validation loss within 10% of the fine-tune's) on each seed's fine-tune, re-fine-tuned
    from the pretrained weights, and (the paper's other option) re-fine-tuned on from the fine-tuned weights for
-   the same epochs again; and the greedy pass at a 15% tolerance (more removed), re-fine-tuned from pretrained.
+   the same epochs again; and the greedy pass at a 15% tolerance (more removed), re-fine-tuned from pretrained;
+   and at 10% and 15% with every head and FFN group tried (``unit_pass: all``, as the paper: the default pass
+   ends at the first single unit rejected), re-fine-tuned from pretrained.
 Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
 greedy pass selects on. Intervals of the test-accuracy difference to the plain fine-tune: paired bootstrap
 95% over dev sentences of the 3-seed mean (``ci``), and the t interval over the 3 per-seed differences
@@ -60,6 +62,10 @@ RUNS = {
     "AxFormer greedy (loss +15%), re-fine-tuned from pretrained": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.15},
     "AxFormer greedy (loss +10%), re-fine-tuned from the fine-tune": {"axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1,
                                                                      "axformer.refinetune": "finetuned"},
+    "AxFormer greedy (loss +10%), every unit tried, re-fine-tuned from pretrained": {
+        "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1, "axformer.unit_pass": "all"},
+    "AxFormer greedy (loss +15%), every unit tried, re-fine-tuned from pretrained": {
+        "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.15, "axformer.unit_pass": "all"},
 }
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t, two-sided 95%, by degrees of freedom
 

@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from autotradeoff.cost import count_flops, model_size
 from autotradeoff.front.apply import save_model_dir
 from autotradeoff.models.bert import AxBertForSequenceClassification
-from autotradeoff.techniques.axformer import AxFormer, approximate, greedy_plan, plan_from_sites, plan_knobs, taylor_importance
+from autotradeoff.techniques.axformer import AxFormer, _greedy_units, approximate, greedy_plan, plan_from_sites, plan_knobs, taylor_importance
 
 AXFORMER = AxFormer()
 DEFAULTS = AXFORMER.off()
@@ -115,10 +115,26 @@ def test_greedy_pass_keeps_the_validation_loss_within_its_tolerance(classifier, 
     assert bool((losses(approximate(classifier, strict)) <= losses(classifier) + 1e-6).all())  # no sample worse
 
 
+def test_greedy_pass_trying_every_unit_goes_on_past_a_rejected_one(classifier, inputs):
+    scores = taylor_importance(classifier, gradients_on(inputs))[:2]
+    full = plan_from_sites(classifier.bert, DEFAULTS)
+    keeps_head = lambda plan: plan[1]["heads"] is None or 0 in plan[1]["heads"]  # noqa: E731 - the one unit refused
+    stop = _greedy_units(full, classifier, scores, 16, keeps_head, every=False)
+    every = _greedy_units(full, classifier, scores, 16, keeps_head, every=True)
+    assert every[1]["heads"] == [0]  # all the others went, each block keeping its last unit
+    assert all(len(site["heads"]) == 1 and len(site["ffn_neurons"]) == 16 for site in every)
+    for mine, other in zip(every, stop):  # the same pass up to where "stop" ends, then more
+        assert set(mine["heads"]) <= set(other["heads"] or range(4))
+        assert set(mine["ffn_neurons"]) <= set(other["ffn_neurons"] or range(64))
+    assert keeps_head(stop)  # it ended at the refused unit, with units left that "every" removed
+    assert any(len(site["heads"] or range(4)) > 1 or len(site["ffn_neurons"] or range(64)) > 16 for site in stop)
+
+
 def test_the_plan_cache_key_holds_what_shapes_the_plan_and_nothing_else():
     greedy = {**DEFAULTS, "ax_mode": "greedy"}
     assert plan_knobs(greedy) == plan_knobs({**greedy, "refinetune": "off", "refinetune_epochs": 3, "drop_ffn_layers": 2})
-    for knob, value in (("loss_tol", 0.2), ("accept_frac", 0.5), ("ffn_group_size", 256)):
+    assert plan_knobs({**greedy, "unit_pass": "stop"}) == plan_knobs(greedy)  # keys from before the knob hold
+    for knob, value in (("loss_tol", 0.2), ("accept_frac", 0.5), ("ffn_group_size", 256), ("unit_pass", "all")):
         assert plan_knobs({**greedy, knob: value}) != plan_knobs(greedy), knob
     sites = {**DEFAULTS, "heads_kept": 0.5}
     assert plan_knobs(sites) != plan_knobs({**sites, "heads_kept": 0.75}) != plan_knobs(greedy)

@@ -9,7 +9,9 @@ FFN kept or dropped, the heads and FFN neurons kept, top-K) is chosen one of two
   (``taylor_importance``). ``hard_attn_layers`` gives the lowest layers top-K attention.
 - ``greedy`` (the paper's pass, on the validation split): each whole sublayer (attention, FFN) is removed
   alone and its effect on the mean validation loss measured; they are tried cumulatively from the least
-  harmful, then the heads and FFN groups left, from the least important, in chunks that halve on a rejection.
+  harmful, then the heads and FFN groups left, from the least important, in chunks that halve on a rejection;
+  ``unit_pass`` ``stop`` ends the pass at the first single unit rejected, ``all`` (as the paper, which tries
+  every group and head) puts a rejected unit back and goes on, the chunk doubling again after each acceptance.
   A change is kept when the mean loss stays within ``1 + loss_tol`` of the fine-tuned model's and at least
   ``accept_frac`` of the samples are no worse (the paper's second test; 0: off). Top-K is not tried: it still
   computes the full score matrix, so it saves no time in eager PyTorch.
@@ -64,6 +66,8 @@ KNOBS = {
     "ffn_group_size": _knob("ffn_group_size", "int", 128, 1, 4096, help="FFN neurons per prunable group"),
     "loss_tol": _knob("loss_tol", "float", 0.05, 0.0, 1.0, help="greedy: accepted rise of the mean validation loss"),
     "accept_frac": _knob("accept_frac", "float", 0.0, 0.0, 1.0, help="greedy: share of samples that must be no worse"),
+    "unit_pass": _knob("unit_pass", "categorical", "stop", choices=("stop", "all"),
+                       help="greedy: end at the first rejected head/FFN group, or try every one (the paper)"),
     "refinetune": _knob("refinetune", "categorical", "pretrained", choices=("off", "pretrained", "finetuned"),
                         help="after approximating: fine-tune from the pretrained weights, go on from the fine-tune, or not"),
     "refinetune_epochs": _knob("refinetune_epochs", "int", 0, 0, 50, help="re-fine-tuning epochs (0: the task's epochs)"),
@@ -77,7 +81,10 @@ _GREEDY = ("loss_tol", "accept_frac", "ffn_group_size")
 def plan_knobs(own: dict[str, Any]) -> dict[str, Any]:
     """The knobs a plan depends on (with the fine-tune it is read from): its cache key. Re-fine-tuning
     settings are not among them, so trials that differ only there share one plan."""
-    return {"ax_mode": own["ax_mode"], **{k: own[k] for k in (_GREEDY if own["ax_mode"] == "greedy" else _SITES)}}
+    if own["ax_mode"] != "greedy":
+        return {"ax_mode": "sites", **{k: own[k] for k in _SITES}}
+    every = {"unit_pass": "all"} if own.get("unit_pass") == "all" else {}  # plans cached before the knob keep their keys
+    return {"ax_mode": "greedy", **{k: own[k] for k in _GREEDY}, **every}
 
 
 def head_importance(layer: nn.Module) -> torch.Tensor:
@@ -206,28 +213,33 @@ def greedy_plan(model: nn.Module, losses: Callable[[nn.Module], torch.Tensor], s
         if effect[n] <= limit and passes(candidate := _changed(plan, blocks[n][0], **blocks[n][1])):
             plan = candidate
     group = min(config["ffn_group_size"], layers[0].intermediate.dense.out_features)
-    plan = _greedy_units(plan, model, scores, group, passes)
+    plan = _greedy_units(plan, model, scores, group, passes, every=config.get("unit_pass") == "all")
     return plan, 1 + len(seen)
 
 
 def _greedy_units(plan: list[dict], model: nn.Module, scores: tuple[list, list], group: int,
-                  passes: Callable[[list[dict]], bool]) -> list[dict]:
+                  passes: Callable[[list[dict]], bool], *, every: bool) -> list[dict]:
     """Heads and FFN groups of the blocks kept, least important first, removed in chunks (an eighth of them at
-    first) that halve on a rejection; a rejected single unit ends the pass."""
+    first) that halve on a rejection; a rejected single unit ends the pass, or with ``every`` stays and the pass
+    goes on with the next unit, the chunk doubling (up to its first size) after each acceptance."""
     units = [(float(s), (i, "head", h)) for i, site in enumerate(plan) if site["attention"] != "drop"
              for h, s in enumerate(scores[0][i])]
     units += [(float(s), (i, "group", g)) for i, site in enumerate(plan) if site["ffn"] != "drop"
               for g, s in enumerate(_group_scores(scores[1][i], group))]
     order = [unit for _, unit in sorted(units)]
-    start, chunk = 0, max(1, len(order) // 8)
+    first = max(1, len(order) // 8)
+    start, chunk = 0, first
     while start < len(order):
         candidate = _without(plan, order[start:start + chunk], model, group)
         if candidate != plan and passes(candidate):
             plan, start = candidate, start + chunk
+            chunk = min(2 * chunk, first) if every else chunk
         elif candidate == plan:
             start += chunk
         elif chunk > 1:
             chunk //= 2
+        elif every:
+            start += 1
         else:
             break
     return plan
