@@ -83,7 +83,7 @@ def plan_knobs(own: dict[str, Any]) -> dict[str, Any]:
     settings are not among them, so trials that differ only there share one plan."""
     if own["ax_mode"] != "greedy":
         return {"ax_mode": "sites", **{k: own[k] for k in _SITES}}
-    every = {"unit_pass": "all"} if own.get("unit_pass") == "all" else {}  # plans cached before the knob keep their keys
+    every = {"unit_pass": "all"} if own["unit_pass"] == "all" else {}  # plans cached before the knob keep their keys
     return {"ax_mode": "greedy", **{k: own[k] for k in _GREEDY}, **every}
 
 
@@ -213,7 +213,7 @@ def greedy_plan(model: nn.Module, losses: Callable[[nn.Module], torch.Tensor], s
         if effect[n] <= limit and passes(candidate := _changed(plan, blocks[n][0], **blocks[n][1])):
             plan = candidate
     group = min(config["ffn_group_size"], layers[0].intermediate.dense.out_features)
-    plan = _greedy_units(plan, model, scores, group, passes, every=config.get("unit_pass") == "all")
+    plan = _greedy_units(plan, model, scores, group, passes, every=config["unit_pass"] == "all")
     return plan, 1 + len(seen)
 
 
