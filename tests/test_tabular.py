@@ -180,6 +180,55 @@ def test_auto_sampler_follows_the_space_and_the_budget():
     assert len(fewshot.searched) <= 20 or auto_sampler(fewshot, parse_budget("40trials")) == "tpe"
 
 
+def _front_study(crossover: float, seed: int) -> tuple[optuna.Study, list[dict], list[dict]]:
+    """A study of four finished configs, two of them (all ``a``, all ``b``) the focused front, sampled by
+    ``LocalMoves`` from the second finished trial on; its proposals and the configs tried before them."""
+    from optuna.distributions import CategoricalDistribution
+
+    knobs = {f"k{i}": CategoricalDistribution(["a", "b", "c"]) for i in range(4)}
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=LocalMoves(
+        optuna.samplers.TPESampler(seed=seed, multivariate=True), seed=seed, share=1.0, startup=2, crossover=crossover))
+    tried = [dict.fromkeys(knobs, "a"), dict.fromkeys(knobs, "b"), {**dict.fromkeys(knobs, "c"), "k0": "a"},
+             {**dict.fromkeys(knobs, "c"), "k1": "b"}]
+    for params, values in zip(tried, ([0.9, 10.0], [0.8, 5.0], [0.5, 20.0], [0.6, 15.0])):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=knobs, values=values))
+    proposals = []
+    for _ in range(6):
+        trial = study.ask()
+        proposals.append({k: trial.suggest_categorical(k, ["a", "b", "c"]) for k in knobs})
+        study.tell(trial, [0.1, 30.0])  # worse than everything: the front stays the two configs
+    return study, tried, proposals
+
+
+def test_local_moves_change_one_knob_of_a_front_config_or_cross_two_and_never_repeat_a_config():
+    _, tried, moves = _front_study(crossover=0.0, seed=3)
+    front = tried[:2]
+    for i, config in enumerate(moves):
+        assert config not in tried + moves[:i]
+        assert min(sum(config[k] != parent[k] for k in config) for parent in front) == 1
+    _, tried, crossed = _front_study(crossover=1.0, seed=3)
+    for i, config in enumerate(crossed):
+        assert config not in tried + crossed[:i]
+        assert all(config[k] in ("a", "b") for k in config)  # every knob from one of the two front configs
+        assert {config[k] for k in config} == {"a", "b"}  # and from both
+
+
+@pytest.mark.parametrize("tpe_startup", [0, 10])  # TPE modelling, and TPE in its random start-up
+def test_where_no_move_is_left_tpe_local_proposes_configs_not_tried_until_every_one_is(tpe_startup):
+    from optuna.distributions import CategoricalDistribution
+
+    knobs = {"x": CategoricalDistribution([0, 1, 2]), "y": CategoricalDistribution(["p", "q", "r"])}
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=LocalMoves(
+        optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=tpe_startup), seed=0, share=0.0))
+    for i, (x, y) in enumerate([(0, "p"), (0, "q"), (1, "p"), (1, "q"), (2, "r")]):
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=knobs, values=[i / 5, 5.0 - i]))
+    for _ in range(4):
+        trial = study.ask()
+        trial.suggest_categorical("y", ["p", "q", "r"])
+        study.tell(trial, [trial.suggest_categorical("x", [0, 1, 2]) / 3, 1.0])
+    assert len({(t.params["x"], t.params["y"]) for t in study.trials}) == 9  # the 9 configs, each once
+
+
 def test_the_default_gp_hands_over_to_tpe_once_the_study_holds_enough_finished_trials(tmp_path):
     """A GP's ask grows faster than linearly with the trials: ``auto`` hands it over to TPE past a count."""
     from optuna.distributions import FloatDistribution
