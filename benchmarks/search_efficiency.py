@@ -8,7 +8,8 @@ trials, measured where it can be measured: on published tables, 30 seeds x 200 t
   table's true front, objectives (validation accuracy, log latency) normalised between the table's best value
   (0) and a reference point fixed in advance, the table's median of each objective (1) (``search_stats.Scale``).
 - ``workers``: the same with 8 simulated asynchronous workers: what parallelism costs each sampler.
-- ``curves``: early stopping on the Cora curves table (``benchmarks/cora_curves.py``, built first if missing):
+- ``curves``: early stopping on the Cora curves table (``reports/benchmarks/cora_curves_table.json.gz``, built by
+  ``benchmarks/cora_curves.py``; ``--rebuild-curves`` builds it afresh on this machine):
   autotradeoff with and without it, and random search, against simulated CPU time.
 - ``throughput``, ``live`` (``search_live``): real Cora trials through Ray, and a live-task sanity check.
 
@@ -37,6 +38,7 @@ from report_efficiency import write_report  # benchmarks/report_efficiency.py
 
 OUT = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 RUNS = OUT / "search_efficiency_runs.json.gz"
+CURVES_TABLE = OUT / "cora_curves_table.json.gz"  # the Cora curves table the report's curves part searched
 TABLES = ("nasbench-graph:cora", "nasbench201:cifar10")
 METHODS = ("random", "nsga2", "tpe", "gp", "ray", "autotradeoff", "autotradeoff-cold")
 WORKER_METHODS = ("random", "tpe", "autotradeoff")
@@ -103,7 +105,7 @@ def losses(run: dict, scale: st.Scale) -> list[tuple[float, float] | None]:
     return [scale.loss(acc, lat) if done else None for _, done, acc, lat, _ in run["rows"]]
 
 
-def jobs_for(parts: list[str], seeds: int, trials: int, first_seed: int = 0) -> list[dict]:
+def jobs_for(parts: list[str], seeds: int, trials: int, first_seed: int = 0, methods: list[str] | None = None) -> list[dict]:
     jobs = []
     if "tables" in parts:
         limits = {m: GP_LIMITS if m == "gp" else (seeds, trials) for m in METHODS}
@@ -116,6 +118,7 @@ def jobs_for(parts: list[str], seeds: int, trials: int, first_seed: int = 0) -> 
         budget = f"{curves_budget_h():.6f}cpu-h"
         jobs += [{"part": "curves", "task": "cora-curves", "method": m, "seed": s, "workers": 1, "budget": budget}
                  for m in CURVE_METHODS for s in range(first_seed, first_seed + seeds)]
+    jobs = [j for j in jobs if methods is None or j["method"] in methods]
     # seed by seed, GP's few long searches last: a run cut short (SIGINT) keeps whole seeds of every method
     return sorted(jobs, key=lambda j: (j["method"] == "gp", j["seed"], j["part"]))
 
@@ -131,13 +134,22 @@ def curves_budget_h(full_trials: int = 50) -> float:
     return full_trials * statistics.median(times) / 3600
 
 
-def ensure_curves_table(jobs: int) -> None:
+def ensure_curves_table(jobs: int, rebuild: bool = False) -> None:
+    """The cache's Cora curves table: the one the report was measured on (``CURVES_TABLE``, 32 KB, kept in git so
+    every machine searches the same table: a rebuild times latencies and training on this machine, which moves
+    the front), or with ``rebuild`` a fresh build, which then replaces the kept one."""
+    import shutil
+
     from autotradeoff.tasks.tabular import curves_path
 
-    if not curves_path().is_file():
+    if rebuild or not CURVES_TABLE.is_file():
         from cora_curves import build
 
         build(curves_path(), epochs=200, limit=None, jobs=jobs)
+        shutil.copyfile(curves_path(), CURVES_TABLE)
+    elif not curves_path().is_file() or curves_path().read_bytes() != CURVES_TABLE.read_bytes():
+        curves_path().parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(CURVES_TABLE, curves_path())
 
 
 def main() -> None:
@@ -148,6 +160,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--curves-first-seed", type=int, default=0,
                         help="the curves part's first seed (30: seeds not used to choose stopping.MIN_AT_RUNG)")
+    parser.add_argument("--methods", nargs="+", choices=sorted({*METHODS, *CURVE_METHODS}),
+                        help="rerun only these methods of the tabular parts, keeping the others' stored runs")
+    parser.add_argument("--rebuild-curves", action="store_true",
+                        help="build the Cora curves table afresh (~30 min) instead of the one kept in reports/benchmarks")
     parser.add_argument("--jobs", type=int, default=2, help="searches at once")
     parser.add_argument("--overhead-trials", type=int, default=24)
     parser.add_argument("--live-spaces", nargs="+", default=["cora"])
@@ -163,6 +179,8 @@ def main() -> None:
     if args.note:
         stored["note"] = args.note
     _save(RUNS, stored)
+    if any(r["part"] == "curves" for r in stored["runs"]):
+        ensure_curves_table(args.jobs)  # the report scores the curves runs on the table they searched
     write_report(stored, OUT, scale_of, losses, args)
 
 
@@ -177,14 +195,15 @@ def run_parts(args: argparse.Namespace, stored: dict) -> dict:
         stored["seconds"]["throughput"] = time.time() - started
     if "curves" in args.parts:
         started = time.time()
-        ensure_curves_table(args.jobs)
+        ensure_curves_table(args.jobs, args.rebuild_curves)
         stored["seconds"]["curves_table"] = time.time() - started
     tabular = [p for p in args.parts if p in ("tables", "workers", "curves")]
     if tabular:
         started = time.time()
-        fresh = _searches(jobs_for(tabular, args.seeds, args.trials, args.curves_first_seed), args.jobs)
-        stored["runs"] = [r for r in stored["runs"] if r["part"] not in tabular] + fresh
-        for part in tabular:
+        fresh = _searches(jobs_for(tabular, args.seeds, args.trials, args.curves_first_seed, args.methods), args.jobs)
+        rerun = {(r["part"], r["method"]) for r in fresh}
+        stored["runs"] = [r for r in stored["runs"] if r["part"] not in tabular or args.methods and (r["part"], r["method"]) not in rerun] + fresh
+        for part in tabular if not args.methods else ():  # a partial rerun keeps the full run's times
             stored["seconds"][part] = (time.time() - started) * sum(r["wall_s"] for r in fresh if r["part"] == part) / max(
                 sum(r["wall_s"] for r in fresh), 1e-9)
     if "live" in args.parts:

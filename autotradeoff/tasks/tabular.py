@@ -185,7 +185,7 @@ class CoraCurves(TabularTask):
         path = curves_path(fidelity)
         if not path.is_file():
             raise DataMissingError(f"Cora curves table not found at {path}; build it with `python benchmarks/cora_curves.py` "
-                                   "(~10 min on 2 cores)")
+                                   "(~30 min on 2 cores), or copy the benchmark's, reports/benchmarks/cora_curves_table.json.gz, there")
 
     def _row(self, config: dict[str, Any], fidelity: dict[str, Any]) -> dict[str, Any]:
         self.check_data(fidelity)
