@@ -204,18 +204,19 @@ class LocalMoves(BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         if not search_space:
             return self.inner.sample_relative(study, trial, search_space)
+        trials = study.get_trials(deepcopy=False)
+        tried = {_key(t.params) for t in trials if t.params}
         if self.rng.rand() < self.share:
-            move = self._move(study, search_space)
+            move = self._move(study, trials, tried, search_space)
             if move is not None:
                 return move
-        return self._untried(study, trial, search_space)
+        return self._untried(study, trial, tried, search_space)
 
-    def _untried(self, study: optuna.Study, trial: FrozenTrial, space: dict[str, Any]) -> dict[str, Any]:
+    def _untried(self, study: optuna.Study, trial: FrozenTrial, tried: set[tuple], space: dict[str, Any]) -> dict[str, Any]:
         """``inner``'s proposal, drawn again while it is a config already tried; past a few, a random untried one.
         Where the moves have run out (every neighbour of the front tried: 12 of 74 trials of a search of the
         162-config Cora curves table were repeats) TPE proposes tried configs, and a repeat of a stored result
         teaches nothing (a config's noise is the job of ``--remeasure``)."""
-        tried = {_key(t.params) for t in study.get_trials(deepcopy=False) if t.params}
         for _ in range(5):
             proposal = self.inner.sample_relative(study, trial, space)
             if len(proposal) < len(space):  # the inner sampler's random start-up proposes nothing here: draw one
@@ -244,12 +245,11 @@ class LocalMoves(BaseSampler):
         self.inner.reseed_rng()
         self.rng.seed()
 
-    def _move(self, study: optuna.Study, space: dict[str, Any]) -> dict[str, Any] | None:
-        trials = study.get_trials(deepcopy=False)
+    def _move(self, study: optuna.Study, trials: list[FrozenTrial], tried: set[tuple],
+              space: dict[str, Any]) -> dict[str, Any] | None:
         parents = _parents(study, trials, set(space), focus=self.focus)
         if len(parents) == 0 or sum(t.state == TrialState.COMPLETE for t in trials) < self.startup:
             return None
-        tried = {_key(t.params) for t in trials if t.params}
         if len(parents) >= 2 and self.rng.rand() < self.crossover:
             for _ in range(20):
                 first, second = (parents[i].params for i in self.rng.choice(len(parents), 2, replace=False))
