@@ -14,6 +14,7 @@ from tables import markdown_table, write_csv
 
 CHECKS = (50, 100, 200)
 OTHERS = ("random", "nsga2", "tpe", "gp", "ray")
+CHOSEN_ON = 240  # the curves part's seeds below this were replayed to choose the early-stopping rule: it scores others
 
 
 def _runs(stored: dict, part: str, task: str, method: str) -> list[dict]:
@@ -170,8 +171,9 @@ def curves_section(stored: dict, scale_of: Callable, losses: Callable, out: Path
                f"{statistics.median(times['autotradeoff-no-es']) / 3600:.3g}: {ratio:.2f}x (target <= 0.5x: {_verdict(ratio <= 0.5)})."]
     seeds = sorted({r["seed"] for r in runs})
     body = [f"Normalisation and reference point: {scale.describe()}; budget {budget_s / 3600:.3g} simulated CPU hours per search; "
-            f"seeds {seeds[0]}-{seeds[-1]}" + (" (seeds 0-29 were replayed to choose the early-stopping minimum, "
-                                               "`stopping.MIN_AT_RUNG`: these are others)" if seeds[0] >= 30 else "") + ".", "",
+            f"seeds {seeds[0]}-{seeds[-1]}" + (f" (seeds 0-{CHOSEN_ON - 1} were replayed to choose the early-stopping rungs, "
+                                               "`progress.RUNGS`, and minimum, `stopping.MIN_AT_RUNG`: these are others)"
+                                               if seeds[0] >= CHOSEN_ON else "") + ".", "",
             *markdown_table(rows, list(rows[0])), "", "![curves](search_efficiency_curves.svg)"]
     return targets, body, rows
 

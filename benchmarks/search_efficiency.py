@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--curves-first-seed", type=int, default=0,
-                        help="the curves part's first seed (30: seeds not used to choose stopping.MIN_AT_RUNG)")
+                        help="the curves part's first seed (240: seeds not replayed to choose the early-stopping rule)")
     parser.add_argument("--methods", nargs="+", choices=sorted({*METHODS, *CURVE_METHODS}),
                         help="rerun only these methods of the tabular parts, keeping the others' stored runs")
     parser.add_argument("--rebuild-curves", action="store_true",

@@ -34,9 +34,10 @@ def test_nested_parts_turn_checkpoints_into_shares_of_the_whole_trial():
                     with progress.part(member, 3):
                         for epoch in range(3):
                             progress.checkpoint((epoch + 1) / 3, 0.1 * (seed * 9 + member * 3 + epoch))
-    # rung 0 at 1/9 of the work (first member's first epoch of 6 x 3), rung 1 at 1/3 (first seed's second member)
-    assert [(r, s) for r, s, _ in seen] == [(0, 0.111), (1, 0.333)]
-    assert seen[1][2] == pytest.approx(0.5)  # the best value so far, not the last
+    # rung 0 at 1/27 of the work (judged at the first checkpoint past it: epoch 1 of 18, 1/18), rung 1 at 1/9
+    # (the first member's third epoch: 2/18), rung 2 at 1/3 (first seed's second member)
+    assert [(r, s) for r, s, _ in seen] == [(0, 0.056), (1, 0.111), (2, 0.333)]
+    assert seen[2][2] == pytest.approx(0.5)  # the best value so far, not the last
 
 
 def test_a_rung_reached_while_the_model_predicts_like_a_constant_is_passed_not_judged():
@@ -47,7 +48,7 @@ def test_a_rung_reached_while_the_model_predicts_like_a_constant_is_passed_not_j
         for step in range(1, 10):
             progress.checkpoint(step / 9, 0.5573, informative=step > 1)
             done.append(step)
-    assert seen == [1] and done == [1, 2]  # rung 0 (1/9) passed on a constant predictor; rung 1 (3/9) judged: stopped
+    assert seen == [2] and done == [1, 2]  # rungs 0 and 1 (1/27, 1/9) passed on a constant predictor; rung 2 (3/9) judged: stopped
     curve = []
     with progress.listening(lambda share, value: curve.append(value)):
         progress.checkpoint(0.5, 0.6, informative=False)
@@ -59,9 +60,11 @@ def test_a_trial_is_stopped_only_when_dominated_beyond_the_rung_quota():
     assert stopping.fronts([(0, 0), (1, 1), (0, 1)]) == [0, 2, 1]
     assert not stopping.keep((-0.4, 6.0), others)  # worse and dearer than all: the last front
     assert stopping.keep((-0.9, 4.0), others)  # best accuracy: on the first front
-    assert stopping.MIN_AT_RUNG == stopping.ETA == 3
-    assert stopping.keep((-0.4, 6.0), others[:1])  # 2 points at the rung: too few to hold a best third
-    assert not stopping.keep((-0.4, 6.0), others[:2])  # 3 points: only the best third goes on
+    assert stopping.MIN_AT_RUNG == 2 and stopping.ETA == 3
+    assert stopping.keep((-0.4, 6.0), [])  # alone at the rung: nothing to be judged against
+    assert not stopping.keep((-0.4, 6.0), others[:1])  # 2 points: the best ceil(2/3) = 1 front goes on, it is dominated
+    assert stopping.keep((-0.85, 2.0), others[:1])  # more accurate, dearer: not dominated, on the first front
+    assert not stopping.keep((-0.79, 1.2), others[:2])  # 3 points: only the best third goes on
 
 
 def test_constraint_errors_are_one_line_exit_2(tmp_path, capsys):

@@ -87,9 +87,9 @@ def test_rungs_sit_at_absolute_amounts_of_work_when_epochs_are_searched(tmp_path
                 progress.checkpoint(epoch / epochs, 0.5)
         return seen
 
-    assert rungs(90, 1.0) == [(0, 10), (1, 30)]  # the longest trial: 1/9 and 1/3 of its own epochs
-    assert rungs(45, 0.5) == [(0, 10), (1, 30)]  # half as long: judged at the same epochs, not at 5 and 15
-    assert rungs(20, 20 / 90) == [(0, 10)]  # rung 1 (epoch 30) lies past its end: never judged there
+    assert rungs(90, 1.0) == [(0, 4), (1, 10), (2, 30)]  # the longest trial: after 1/27 (3.3), 1/9 and 1/3 of its epochs
+    assert rungs(45, 0.5) == [(0, 4), (1, 10), (2, 30)]  # half as long: judged at the same epochs, not at 2, 5 and 15
+    assert rungs(20, 20 / 90) == [(0, 4), (1, 10)]  # rung 2 (epoch 30) lies past its end: never judged there
     space = tmp_path / "s.yaml"
     space.write_text(SMALL_CORA)
     assert load_space(str(space)).work == ("epochs", 30.0)
