@@ -67,6 +67,23 @@ def test_a_trial_is_stopped_only_when_dominated_beyond_the_rung_quota():
     assert not stopping.keep((-0.79, 1.2), others[:2])  # 3 points: only the best third goes on
 
 
+def test_warm_start_trials_store_rung_points_but_are_never_stopped():
+    # two references started together stopped one another once a rung judged from its second point: the few-label
+    # preset's plain self-training baseline was stopped by its supervised one
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=optuna.storages.InMemoryStorage())
+    study.enqueue_trial({}, user_attrs={record.REFERENCE: "baseline"})
+    baseline, searched = study.ask(), study.ask()
+
+    def judge(trial, latency):
+        return stopping.Judge(study._storage, study.study_name, trial._trial_id, [("val_accuracy", "max"), ("latency_ms", "min")],
+                              {"latency_ms": latency})
+
+    assert not judge(searched, 1.0)(0, 0.04, 0.9)  # first at the rung: goes on
+    assert not judge(baseline, 2.0)(0, 0.04, 0.5)  # dominated by it, but a reference: goes on ...
+    assert study.trials[baseline.number].user_attrs["rung_0"] == [-0.5, 2.0]  # ... and the others are judged against it
+    assert judge(study.ask(), 2.0)(0, 0.04, 0.5)  # the same point in a searched trial: stopped
+
+
 def test_constraint_errors_are_one_line_exit_2(tmp_path, capsys):
     yaml_path = tmp_path / "bad.yaml"
     yaml_path.write_text(SMALL_CORA + "constraints: [latency <= 5]\n")

@@ -77,6 +77,9 @@ class Judge:
     task reports (the best so far), the others by ``known`` costs (measured before training), ``train_time_s`` by the time
     used so far divided by the share done. Any other objective makes the point unknown: never stopped.
     ``scale``: the trial's work as a share of the most a trial can do (``work_scale``), which places its rungs.
+    The warm-start trials (the task's baseline and the space's ``baselines``) store their rung points but are never
+    stopped: the front is read against them, and with a rung judging from its second point two references started
+    together would otherwise stop one another (the plain self-training baseline stopped by the supervised one).
     """
 
     warned = False  # one warning per process when the storage can't be reached
@@ -88,6 +91,7 @@ class Judge:
         self.objectives, self.known = list(objectives), dict(known or {})
         self.clock = clock or time.perf_counter
         self.started = self.clock()
+        self.reference: bool | None = None  # a warm-start trial (read from the storage at its first rung)
 
     def point(self, share: float, value: float) -> tuple[float, ...] | None:
         """This trial's loss point at ``share`` of its work (None when an objective can't be known yet)."""
@@ -112,9 +116,11 @@ class Judge:
         try:
             others = record.rung_points(self.storage, self.study_name, rung, but=self.trial_id, size=len(point))
             record.write_rung(self.storage, self.trial_id, rung, point)
+            if self.reference is None:
+                self.reference = record.REFERENCE in self.storage.get_trial(self.trial_id).user_attrs
         except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop
             if not Judge.warned:
                 Judge.warned = True
                 log.warning("early stopping off in this worker, the study is out of reach: %s", exc)
             return False
-        return not keep(point, others)
+        return not self.reference and not keep(point, others)
