@@ -31,8 +31,8 @@ __all__ = ["checkpoint", "due", "part", "quiet", "reporting", "listening", "RUNG
 
 # shares of the most work a trial can do at which it is judged; the rung at 1/27 (replayed on the Cora curves table,
 # seeds 0-209: early stopping's time to random search's final front 0.47-0.62x of no stopping's, against 0.53-0.74x
-# with rungs at 1/9 and 1/3 only, better on each of the seven 30-seed sets) judges a fine-tune still predicting a
-# constant as passed (``informative=False``), so on GLUE it costs one scoring pass and stops nothing there
+# with rungs at 1/9 and 1/3 only, better on each of the seven 30-seed sets); a GLUE fine-tune still predicts a constant
+# there, so that rung is passed (``informative=False``): one scoring pass, nothing stopped
 RUNGS = (1 / 27, 1 / 9, 1 / 3)
 
 _handler: ContextVar[Callable[[float, float, bool], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)

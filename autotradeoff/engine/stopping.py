@@ -117,7 +117,7 @@ class Judge:
             others = record.rung_points(self.storage, self.study_name, rung, but=self.trial_id, size=len(point))
             record.write_rung(self.storage, self.trial_id, rung, point)
             if self.reference is None:
-                self.reference = record.REFERENCE in self.storage.get_trial(self.trial_id).user_attrs
+                self.reference = record.is_reference(self.storage.get_trial(self.trial_id))
         except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop
             if not Judge.warned:
                 Judge.warned = True

@@ -32,7 +32,7 @@ __all__ = ["Charge", "CONFIG", "CHARGE", "HOLDS", "FAIL_REASON", "REJECTED", "ST
            "INTERRUPTED", "RUNNER_ID", "OWNER", "SPACE", "FIDELITY", "SPACE_FILE", "CONSTRAINTS", "SESSION_PREFIX",
            "REMEASURED_PREFIX", "storage_of", "cached", "trial_id", "study_id", "set_trial_attr", "store_metrics", "metrics", "config",
            "reason", "charge", "spent_by", "was_rejected", "was_requeued", "was_interrupted", "interrupt", "degenerate", "is_baseline",
-           "DEGENERATE", "REFERENCE", "requeue", "owner", "holds",
+           "is_reference", "DEGENERATE", "REFERENCE", "requeue", "owner", "holds",
            "runner_id", "sessions", "last_beat", "write_session", "remeasured", "write_remeasured", "searched_knobs",
            "task_of", "fidelity_of",
            "constraints_of", "rung_points", "write_rung", "spent", "counts_as_trial", "trial_units", "work_share",
@@ -151,6 +151,11 @@ def degenerate(trial: FrozenTrial) -> str | None:
 def is_baseline(trial: AnyTrial) -> bool:
     """The task's all-default point a search starts with."""
     return trial.user_attrs.get(REFERENCE) == "baseline"
+
+
+def is_reference(trial: AnyTrial) -> bool:
+    """A warm-start trial: the task's baseline or one of the space's ``baselines:``."""
+    return REFERENCE in trial.user_attrs
 
 
 def was_interrupted(trial: FrozenTrial) -> bool:
