@@ -80,8 +80,22 @@ def test_warm_start_trials_store_rung_points_but_are_never_stopped():
 
     assert not judge(searched, 1.0)(0, 0.04, 0.9)  # first at the rung: goes on
     assert not judge(baseline, 2.0)(0, 0.04, 0.5)  # dominated by it, but a reference: goes on ...
-    assert study.trials[baseline.number].user_attrs["rung_0"] == [-0.5, 2.0]  # ... and the others are judged against it
+    assert study.trials[baseline.number].user_attrs["rung_1/27"] == [-0.5, 2.0]  # ... and the others are judged against it
     assert judge(study.ask(), 2.0)(0, 0.04, 0.5)  # the same point in a searched trial: stopped
+
+
+def test_rung_points_stored_under_another_rule_are_not_judged_against():
+    # before the 1/27 rung, ``rung_0`` held the points at 1/9: a resumed study must not judge its new trials at 1/27
+    # against them (nor at 1/9 against points stored at another share)
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=optuna.storages.InMemoryStorage())
+    old = study.ask()
+    old.set_user_attr("rung_0", [-0.9, 1.0])  # the old rule's first rung: dominates everything below
+    judge = lambda latency: stopping.Judge(study._storage, study.study_name, study.ask()._trial_id,  # noqa: E731
+                                           [("val_accuracy", "max"), ("latency_ms", "min")], {"latency_ms": latency})
+    assert [record.rung_key(share) for share in stopping.RUNGS] == ["rung_1/27", "rung_1/9", "rung_1/3"]
+    assert not judge(2.0)(0, 0.04, 0.5)  # alone at 1/27 under this rule: goes on
+    assert not judge(2.0)(1, 0.12, 0.5)  # alone at 1/9 too
+    assert judge(2.0)(0, 0.04, 0.4)  # the second point at 1/27 is dominated by the first: stopped
 
 
 def test_constraint_errors_are_one_line_exit_2(tmp_path, capsys):
@@ -129,7 +143,7 @@ def test_rejected_and_stopped_trials_are_pruned_off_the_front_and_timed_costs_re
     assert wall(rejected) < wall(complete)
     # rejected configs count 0 against a trials budget, stopped ones the share of their work they did (issue 18)
     assert len(trials) - len(rejected) - len(stopped) <= 16 <= len(trials) - len(rejected)
-    assert stopped and all(t.state == TrialState.PRUNED and "rung_0" in t.user_attrs for t in stopped)
+    assert stopped and all(t.state == TrialState.PRUNED and "rung_1/27" in t.user_attrs for t in stopped)
     assert all(t.user_attrs["params"] <= 20000 for t in complete)
     rows = pareto.rows_of(result.study)
     on_front = pareto.front(rows, pareto.objectives_of(result.study))

@@ -71,7 +71,7 @@ def keep(mine: Sequence[float], others: Sequence[Sequence[float]], eta: int = ET
 
 class Judge:
     """One trial's rung decisions, made from the rung points every trial of the study stored (trial
-    attributes ``rung_<r>``), so trials run by other processes or machines on the same storage count.
+    attributes ``rung_<share>``, e.g. ``rung_1/27``), so trials run by other processes or machines on the same storage count.
 
     ``objectives``: (name, "max"/"min") pairs; the first "max" one is judged by the validation value the
     task reports (the best so far), the others by ``known`` costs (measured before training), ``train_time_s`` by the time
@@ -114,8 +114,9 @@ class Judge:
         if point is None:
             return False
         try:
-            others = record.rung_points(self.storage, self.study_name, rung, but=self.trial_id, size=len(point))
-            record.write_rung(self.storage, self.trial_id, rung, point)
+            at = RUNGS[rung]
+            others = record.rung_points(self.storage, self.study_name, at, but=self.trial_id, size=len(point))
+            record.write_rung(self.storage, self.trial_id, at, point)
             if self.reference is None:
                 self.reference = record.is_reference(self.storage.get_trial(self.trial_id))
         except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop

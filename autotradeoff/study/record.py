@@ -10,7 +10,8 @@ running), ``fail_reason``, ``rejected``/``stopped`` (why it was PRUNED), ``recov
 ``degenerate_reason`` (its model predicts like a constant: kept off the front and the picks), ``reference``
 (``baseline`` or ``reference``: a point the search started with),
 ``runner_trial_id`` (Ray's trial id), ``autotradeoff:owner`` (host, pid, session of its search) and the
-early-stopping points ``rung_<r>``. Per study: ``autotradeoff:space`` (what must match to resume),
+early-stopping points ``rung_<share>`` (``rung_1/27``: keyed by the share of the work, so studies
+stored under another rule are never judged against). Per study: ``autotradeoff:space`` (what must match to resume),
 ``autotradeoff:fidelity``, ``autotradeoff:space_file``, ``autotradeoff:constraints``,
 ``autotradeoff:session:<id>`` (each search run's elapsed time and heartbeat) and ``remeasured:<trial>``
 (timed costs measured again after a search; a finished trial's own attributes can't change).
@@ -22,6 +23,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 import optuna
@@ -35,7 +37,7 @@ __all__ = ["Charge", "CONFIG", "CHARGE", "HOLDS", "FAIL_REASON", "REJECTED", "ST
            "is_reference", "DEGENERATE", "REFERENCE", "requeue", "owner", "holds",
            "runner_id", "sessions", "last_beat", "write_session", "remeasured", "write_remeasured", "searched_knobs",
            "task_of", "fidelity_of",
-           "constraints_of", "rung_points", "write_rung", "spent", "counts_as_trial", "trial_units", "work_share",
+           "constraints_of", "rung_key", "rung_points", "write_rung", "spent", "counts_as_trial", "trial_units", "work_share",
            "WORK_SHARE", "SamplerView"]
 
 # trial attributes
@@ -235,16 +237,24 @@ def constraints_of(study_attrs: dict[str, Any]) -> list[str]:
 
 
 # --- early-stopping rungs ------------------------------------------------------------------------
-def rung_points(storage: BaseStorage, study_name: str, rung: int, *, but: int, size: int) -> list[tuple[float, ...]]:
-    """The points the study's other trials (all but trial id ``but``) stored at ``rung``."""
-    key = f"{RUNG_PREFIX}{rung}"
+def rung_key(share: float) -> str:
+    """The trial attribute of a rung point at ``share`` of the most work a trial can do: ``rung_1/27``. Keyed by
+    the share, not the rung's number, so a study stored under other rungs (``rung_0`` was 1/9 before the
+    1/27 rung came) is not read as this rule's."""
+    return f"{RUNG_PREFIX}{Fraction(share).limit_denominator(10_000)}"
+
+
+def rung_points(storage: BaseStorage, study_name: str, share: float, *, but: int,
+                size: int) -> list[tuple[float, ...]]:
+    """The points the study's other trials (all but trial id ``but``) stored at the rung at ``share``."""
+    key = rung_key(share)
     trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
     return [tuple(t.user_attrs[key]) for t in trials
             if trial_id(t) != but and len(t.user_attrs.get(key) or ()) == size]
 
 
-def write_rung(storage: BaseStorage, trial: int, rung: int, point: tuple[float, ...]) -> None:
-    storage.set_trial_user_attr(trial, f"{RUNG_PREFIX}{rung}", list(point))
+def write_rung(storage: BaseStorage, trial: int, share: float, point: tuple[float, ...]) -> None:
+    storage.set_trial_user_attr(trial, rung_key(share), list(point))
 
 
 # --- budget --------------------------------------------------------------------------------------
