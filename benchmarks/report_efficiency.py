@@ -213,8 +213,10 @@ def live_section(stored: dict) -> tuple[list[str], list[str]]:
                     f"{one['engine_share']:.1%} of a {one['trial_fn_mean_s']:.2f} s trial (target <= 5%: {_verdict(one['engine_share'] <= 0.05)})."]
         body += ["### Throughput and engine overhead (real Cora trials)", "", *markdown_table(rows, list(rows[0])), ""]
     if stored["live"].get("live"):
-        body += ["### Live-task sanity check", "", "Final hypervolume (objectives as the space's, one reference point per "
-                 "space: the worst value any run saw plus 10% of the range), CPU-seconds budget.", "",
+        body += ["### Live-task sanity check", "", "Hypervolume (objectives as the space's, one reference point per "
+                 "space: the worst value any run saw plus 10% of the range) of the trials finished by a quarter "
+                 "(`_at_0.25`), half (`_at_0.5`) and all of the CPU-seconds budget; `autotradeoff-no-es`: the "
+                 "defaults without early stopping.", "",
                  *markdown_table(stored["live"]["live"], list(stored["live"]["live"][0])), ""]
     return targets, body
 

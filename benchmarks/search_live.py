@@ -3,8 +3,8 @@
 - ``throughput``: the same Cora configs through Ray with 1 and 2 workers, and the hardware ceiling measured in
   the same run: two plain processes running the same single-threaded trial function back to back on the same
   configs. Engine overhead per trial (1 worker) and the 2-worker throughput as a share of the ceiling.
-- ``live``: random search against autotradeoff's defaults on a real space (Cora; SST-2 with ``--live-spaces``),
-  budget in CPU-seconds, a sanity check beside the tabular comparisons.
+- ``live``: random search against autotradeoff's defaults, and the same without early stopping, on a real space
+  (Cora; SST-2 with ``--live-spaces``), budget in CPU-seconds, a sanity check beside the tabular comparisons.
 
 ``ray_default_sampler`` is Ray Tune's default generator as an Optuna sampler, shared with the tabular runs.
 """
@@ -29,6 +29,8 @@ knobs:
   epochs: {low: 50, high: 150}
 fidelity: {latency_repeats: 10, latency_warmup: 2}
 """
+LIVE_METHODS = ("random", "autotradeoff", "autotradeoff-no-es")
+LIVE_SHARES = (0.25, 0.5, 1.0)  # of the budget: hypervolume of the trials finished by then
 LIVE_SPACES = {"cora": {}, "sst2-approx": {"train_size": 2000}}  # fidelity changes: sst2's fine-tune on 2,000 sentences
 
 
@@ -123,8 +125,8 @@ def throughput(folder: Path, trials: int) -> list[dict[str, Any]]:
 
 
 def live_run(job: tuple[str, str, int, float, Path]) -> list[dict[str, Any]]:
-    """One real search (random, or autotradeoff's defaults) of a live space under a CPU-seconds budget;
-    rows of (cumulative CPU-seconds, losses) in the order trials ran."""
+    """One real search (random, autotradeoff's defaults, or those without early stopping) of a live space under a
+    CPU-seconds budget; rows of (cumulative CPU-seconds, losses) in the order trials ran."""
     method, space_name, seed, budget_s, folder = job
     from autotradeoff.engine.search import search
     from autotradeoff.front import pareto
@@ -134,10 +136,10 @@ def live_run(job: tuple[str, str, int, float, Path]) -> list[dict[str, Any]]:
     data.setdefault("fidelity", {}).update(LIVE_SPACES[space_name])
     space = folder / f"{space_name}-{method}-{seed}.yaml"
     space.write_text(yaml.safe_dump(data, sort_keys=False))
-    ours = method == "autotradeoff"
+    ours = method in LIVE_METHODS[1:]
     found = search(data["task"], f"{budget_s / 3600:.6f}cpu-h", space=str(space), study=space.stem,
                    storage=f"sqlite:///{folder}/{space.stem}.db", runner="local", sampler="auto" if ours else "random",
-                   seed=seed, remeasure=0, early_stop=ours, warm_start=ours)
+                   seed=seed, remeasure=0, early_stop=method == "autotradeoff", warm_start=ours)
     objectives = pareto.objectives_of(found.study)
     spent, out = 0.0, []
     for row in sorted(pareto.rows_of(found.study), key=lambda r: r["number"]):
@@ -150,22 +152,26 @@ def live_run(job: tuple[str, str, int, float, Path]) -> list[dict[str, Any]]:
 
 
 def live(folder: Path, spaces: list[str], seeds: int, budget_s: float, jobs: int) -> list[dict[str, Any]]:
-    """Random against autotradeoff on each live space: final hypervolume per run against one reference point
-    per space (the worst value any run saw, plus 10% of the range)."""
+    """Random against autotradeoff (with and without early stopping) on each live space: hypervolume per run at
+    a quarter, half and all of the budget (trials finished by then) against one reference point per space (the worst
+    value any run saw, plus 10% of the range)."""
     from autotradeoff.front.pareto import hypervolume
 
-    work = [(m, s, seed, budget_s, folder) for s in spaces for seed in range(seeds) for m in ("random", "autotradeoff")]
+    work = [(m, s, seed, budget_s, folder) for s in spaces for seed in range(seeds) for m in LIVE_METHODS]
     with ProcessPoolExecutor(jobs) as pool:
         rows = [row for run in pool.map(live_run, work) for row in run]
     out = []
     for s in spaces:
         points = [r["losses"] for r in rows if r["space"] == s and r["losses"]]
         ref = [max(c) + 0.1 * ((max(c) - min(c)) or 1.0) for c in zip(*points)]
-        for m in ("random", "autotradeoff"):
-            finals = [hypervolume([r["losses"] for r in rows if (r["space"], r["method"], r["seed"]) == (s, m, seed) and r["losses"]], ref)
-                      for seed in range(seeds)]
+        for m in LIVE_METHODS:
             mine = [r for r in rows if (r["space"], r["method"]) == (s, m)]
-            out.append({"space": s, "method": m, "seeds": seeds, "trials": len(mine) / seeds,
-                        "stopped_early": sum(r["state"] == "PRUNED" for r in mine) / seeds,
-                        "hv_mean": statistics.fmean(finals), "hv_std": statistics.stdev(finals) if seeds > 1 else 0.0})
+            row = {"space": s, "method": m, "seeds": seeds, "trials": len(mine) / seeds,
+                   "stopped_early": sum(r["state"] == "PRUNED" for r in mine) / seeds}
+            for share in LIVE_SHARES:
+                hv = [hypervolume([r["losses"] for r in mine if r["seed"] == seed and r["losses"]
+                                   and r["cost_s"] <= share * budget_s], ref) for seed in range(seeds)]
+                tag = "" if share == 1.0 else f"_at_{share:g}"
+                row |= {f"hv_mean{tag}": statistics.fmean(hv), f"hv_std{tag}": statistics.stdev(hv) if seeds > 1 else 0.0}
+            out.append(row)
     return out
