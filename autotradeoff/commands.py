@@ -71,7 +71,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     print(f"{result.new_trials} new trial(s) this run"
-          + (f"; timed costs of {result.remeasured} front trial(s) measured again, alone" if result.remeasured else "") + ".")
+          + (f"; timed costs of {result.remeasured} trial(s) (front and baseline) measured again, alone"
+             if result.remeasured else "") + ".")
     _print_front(result.study)
     return 0
 

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 
 from autotradeoff.errors import TrialStopped
 
-__all__ = ["checkpoint", "due", "part", "quiet", "reporting", "listening", "RUNGS"]
+__all__ = ["checkpoint", "score_noise", "due", "part", "quiet", "reporting", "listening", "RUNGS"]
 
 # shares of the most work a trial can do at which it is judged; the rung at 1/27 (replayed on the Cora curves table,
 # seeds 0-209: early stopping's time to random search's final front 0.47-0.62x of no stopping's, against 0.53-0.74x
@@ -35,18 +35,30 @@ __all__ = ["checkpoint", "due", "part", "quiet", "reporting", "listening", "RUNG
 # there, so that rung is passed (``informative=False``): one scoring pass, nothing stopped
 RUNGS = (1 / 27, 1 / 9, 1 / 3)
 
-_handler: ContextVar[Callable[[float, float, bool], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
+_handler: ContextVar[Callable[[float, float, bool, int], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
 _span: ContextVar[tuple[float, float]] = ContextVar("autotradeoff_span", default=(0.0, 1.0))
 _next_rung: ContextVar[dict[str, float] | None] = ContextVar("autotradeoff_next_rung", default=None)
 
 
-def checkpoint(done: float, value: float, *, informative: bool = True) -> None:
+def checkpoint(done: float, value: float, *, informative: bool = True, samples: int = 0) -> None:
     """Report progress ``done`` (share of the current part) with validation ``value`` (higher is better);
-    ``informative``: False while the model predicts like a constant (its rung is passed, not judged)."""
+    ``informative``: False while the model predicts like a constant (its rung is passed, not judged);
+    ``samples``: how many validation examples ``value`` is scored on (0: unknown), which sets its noise."""
     handler = _handler.get()
     if handler is not None:
         start, width = _span.get()
-        handler(start + width * min(max(done, 0.0), 1.0), float(value), informative)
+        handler(start + width * min(max(done, 0.0), 1.0), float(value), informative, int(samples))
+
+
+def score_noise(value: float, samples: int) -> float:
+    """The sampling noise of a validation score: one binomial standard error, sqrt(p (1 - p) / n), of a share
+    ``value`` measured on ``samples`` examples (0 when their number is unknown). At a rung two scores within it
+    are a tie: early in a fine-tune every model is a little above the majority class, and a difference of two
+    validation sentences there says nothing about where training ends."""
+    if samples <= 0:
+        return 0.0
+    p = min(max(value, 0.0), 1.0)
+    return math.sqrt(p * (1 - p) / samples)
 
 
 def _rung_at(state: dict[str, float]) -> float | None:
@@ -87,19 +99,20 @@ def part(index: int, count: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def reporting(decide: Callable[[int, float, float], bool], scale: float = 1.0) -> Iterator[None]:
-    """Route checkpoints of this trial to ``decide(rung, share done, value)`` once per rung reached;
+def reporting(decide: Callable[[int, float, float, float], bool], scale: float = 1.0) -> Iterator[None]:
+    """Route checkpoints of this trial to ``decide(rung, share done, value, noise)`` once per rung reached
+    (``value``: the best validation score so far, ``noise``: its ``score_noise``);
     when it answers True the trial is stopped (``TrialStopped`` raised at the checkpoint, with the share
     of its work done). ``scale``: this trial's work as a share of the most a trial can do; rung ``r``
     is reached at ``RUNGS[r] / scale`` of its own work, and a rung it only reaches at its end is skipped
     (nothing is left to save), as is one reached by an uninformative checkpoint."""
     state = {"next": 0, "best": -math.inf, "scale": min(max(float(scale), 1e-9), 1.0)}
 
-    def handler(share: float, value: float, informative: bool = True) -> None:
+    def handler(share: float, value: float, informative: bool = True, samples: int = 0) -> None:
         state["best"] = max(state["best"], value)
         while (at := _rung_at(state)) is not None and share >= at - 1e-9:
             rung, state["next"] = int(state["next"]), state["next"] + 1
-            if informative and decide(rung, share, state["best"]):
+            if informative and decide(rung, share, state["best"], score_noise(state["best"], samples)):
                 raise TrialStopped(f"stopped early at {share:.0%} of its work (rung {rung}): "
                                    f"validation {state['best']:.4f} and its known costs are dominated", share=share)
 
@@ -115,7 +128,7 @@ def reporting(decide: Callable[[int, float, float], bool], scale: float = 1.0) -
 def listening(callback: Callable[[float, float], None]) -> Iterator[None]:
     """Hand every checkpoint of the work inside to ``callback(share of the whole work, value)``: how a
     learning curve is recorded (``benchmarks/cora_curves.py``). Nothing is ever stopped."""
-    token = _handler.set(lambda share, value, informative=True: callback(share, value))
+    token = _handler.set(lambda share, value, informative=True, samples=0: callback(share, value))
     try:
         yield
     finally:

@@ -8,6 +8,7 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification
 
+from autotradeoff import progress
 from autotradeoff.data import cache_dir
 from autotradeoff.engine.stopping import STOPPED
 from autotradeoff.engine.trial import run_trial
@@ -92,8 +93,9 @@ def test_a_fine_tunes_checkpoint_says_when_the_model_predicts_like_a_constant():
     task = get_task("sst2")
     fidelity = task.fill_fidelity(TINY)
     _, validation, _ = task.data(fidelity)
-    value, informative = task.checkpoint_score(task.classifier(task.fill_config({}), fidelity, "cpu"), validation, "cpu")
-    assert 0.0 < value < 1.0 and not informative  # an untrained head
+    value, informative, samples = task.checkpoint_score(task.classifier(task.fill_config({}), fidelity, "cpu"), validation,
+                                                        "cpu")
+    assert 0.0 < value < 1.0 and not informative and samples == len(validation)  # an untrained head
 
 
 def test_refinetuning_starts_from_the_pretrained_weights(tmp_path, monkeypatch):
@@ -145,7 +147,7 @@ def test_fine_tuning_reports_validation_at_the_rungs_and_a_stopped_one_is_not_ca
     seen = []
 
     def judge(stop):
-        return lambda known: lambda rung, share, value: seen.append((rung, share, value)) or stop
+        return lambda known: lambda rung, share, value, noise: seen.append((rung, share, value, noise)) or stop
 
     # at TINY every model still predicts one class at both rungs: they are passed, not judged, nothing stops
     monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path / "constant"))
@@ -154,9 +156,10 @@ def test_fine_tuning_reports_validation_at_the_rungs_and_a_stopped_one_is_not_ca
     # a fine-tune past that phase: the real validation score at each rung, reported as informative
     monkeypatch.setenv("AUTOTRADEOFF_CACHE", str(tmp_path))
     real = GlueTask.checkpoint_score
-    monkeypatch.setattr(GlueTask, "checkpoint_score", lambda self, *args: (real(self, *args)[0], True))
+    monkeypatch.setattr(GlueTask, "checkpoint_score", lambda self, *args: (real(self, *args)[0], True, real(self, *args)[2]))
     stopped = run_trial("sst2", TRAIN, TINY, judge=judge(True))
     assert STOPPED in stopped and [r for r, *_ in seen] == [0] and 1 / 27 <= seen[0][1] < 1 / 9 and 0 <= seen[0][2] <= 1
+    assert seen[0][3] == pytest.approx(progress.score_noise(seen[0][2], TINY["val_size"]))  # its noise: validation's size
     assert not (tmp_path / "finetuned").is_dir() or not any((tmp_path / "finetuned").iterdir())  # nothing cached
     full = run_trial("sst2", TRAIN, TINY, judge=judge(False))
     assert full["finetune_reused"] == 0 and [r for r, *_ in seen[1:]] == [0, 1, 2]

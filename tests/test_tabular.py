@@ -82,7 +82,7 @@ def test_unknown_table_names_and_a_missing_curves_table_are_one_line_errors(tmp_
 def test_rungs_sit_at_absolute_amounts_of_work_when_epochs_are_searched(tmp_path):
     def rungs(epochs, scale):
         seen = []
-        with progress.reporting(lambda rung, share, value: seen.append((rung, epochs * share)) or False, scale=scale):
+        with progress.reporting(lambda rung, share, value, noise: seen.append((rung, epochs * share)) or False, scale=scale):
             for epoch in range(1, epochs + 1):
                 progress.checkpoint(epoch / epochs, 0.5)
         return seen

@@ -32,7 +32,7 @@ class SearchResult:
     stored: int  # trials in the study before this run
     new_trials: int = 0
     recovered: int = 0  # of those, finished by Ray before the search died: stored from Ray's results
-    remeasured: int = 0  # front trials whose timed costs were measured again, alone, after the runner
+    remeasured: int = 0  # front trials (and the baseline) whose timed costs were measured again, alone, after the runner
 
 
 def default_workers(cluster: dict[str, float], resources: dict[str, float]) -> int:

@@ -8,7 +8,10 @@ a trial reaches a rung, its point is its best validation score so far plus the c
 known (measured before training, see ``Task.precheck``, or projected from the time used so far). Among
 all trials that reached that rung, points are sorted into non-dominated fronts; the trial goes on if it
 is in the best ``ceil(n / ETA)`` by front, else it is stopped and recorded as PRUNED (never on the
-reported front). Nothing is stopped before ``MIN_AT_RUNG`` trials reached the rung. Trials whose cost is
+reported front). Nothing is stopped before ``MIN_AT_RUNG`` trials reached the rung. A point gets the benefit of
+half its validation score's sampling noise (``NOISE_BAND`` binomial standard errors on the validation set,
+``progress.score_noise``): another dominates it only when better by more than that on the score and no worse on
+the costs. Trials whose cost is
 not known until the end are judged on the known parts only when every cost objective is known; otherwise
 they run to the end.
 """
@@ -34,6 +37,12 @@ ETA = 3
 # it (the best ceil(2/3) = 1 front goes on). Replayed on the Cora curves table with the rungs above (seeds 0-29/30-59/
 # 90-119): 2 reads 0.43x/0.35x/0.54x of no stopping's time to random search's final front, 3 0.50x/0.48x/0.62x (README)
 MIN_AT_RUNG = 2
+# the benefit of the doubt at a rung, in standard errors of the validation score (``progress.score_noise``): half,
+# as the front's ties are half a timed metric's spread. A 1cpu-h SST-2 search stopped two fine-tunes of the config
+# earlier searches put on its front at 1/27, two validation sentences behind another. Replayed on the Cora curves
+# table (README): 0.5 reads 0.45x/0.35x/0.57x on seeds 0-29/30-59/90-119 against 0.43x/0.35x/0.54x with none; 1 cost
+# far more (0.59x against 0.37x on seeds 240-269)
+NOISE_BAND = 0.5
 log = logging.getLogger("autotradeoff")
 
 
@@ -45,11 +54,15 @@ def work_scale(config: dict, work: tuple[str, float] | None) -> float:
     return min(1.0, max(float(config[work[0]]) / float(work[1]), 1e-9))
 
 
-def fronts(points: Sequence[Sequence[float]]) -> list[int]:
-    """Non-dominated sorting of loss points: the front index of each (0 = not dominated)."""
+def fronts(points: Sequence[Sequence[float]], tolerance: Sequence[float] | None = None) -> list[int]:
+    """Non-dominated sorting of loss points: the front index of each (0 = not dominated). ``tolerance``: per
+    objective, the benefit of the doubt a point gets: another dominates it only when it also dominates the
+    point made better by that much (on the score: better by more than the score's noise, and no worse on costs)."""
+    tol = list(tolerance or [0.0] * (len(points[0]) if points else 0))
+    hopeful = [tuple(x - t for x, t in zip(p, tol)) for p in points]
     remaining, index, level = set(range(len(points))), [0] * len(points), 0
-    while remaining:
-        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
+    while remaining:  # a cycle can't occur: each step of one would be better by more than the tolerance
+        current = {i for i in remaining if not any(dominates(points[j], hopeful[i]) for j in remaining if j != i)}
         for i in current:
             index[i] = level
         remaining -= current
@@ -57,13 +70,15 @@ def fronts(points: Sequence[Sequence[float]]) -> list[int]:
     return index
 
 
-def keep(mine: Sequence[float], others: Sequence[Sequence[float]], eta: int = ETA, minimum: int = MIN_AT_RUNG) -> bool:
+def keep(mine: Sequence[float], others: Sequence[Sequence[float]], eta: int = ETA, minimum: int = MIN_AT_RUNG,
+         tolerance: Sequence[float] | None = None) -> bool:
     """Does the loss point ``mine`` survive a rung where ``others`` (the other trials' points) were seen?
-    Kept when it is among the best ``ceil(n / eta)`` points by non-dominated front (ties kept)."""
+    Kept when it is among the best ``ceil(n / eta)`` points by non-dominated front (ties kept); ``tolerance``:
+    per objective, the benefit of the doubt each point gets (the validation score's noise, see ``fronts``)."""
     points = [tuple(mine), *map(tuple, others)]
     if len(points) < minimum:
         return True
-    level = fronts(points)
+    level = fronts(points, tolerance)
     quota = math.ceil(len(points) / eta)
     cutoff = sorted(level)[quota - 1]
     return level[0] <= cutoff
@@ -109,7 +124,9 @@ class Judge:
             losses.append(-x if direction == "max" else x)
         return tuple(losses) if score is not None else None
 
-    def __call__(self, rung: int, share: float, value: float) -> bool:
+    def __call__(self, rung: int, share: float, value: float, noise: float = 0.0) -> bool:
+        """Stop this trial at ``rung`` (reached at ``share`` of its work with best validation ``value``)? Another
+        point must be better by more than ``noise`` on the score (``progress.score_noise``) to dominate a point."""
         point = self.point(share, value)
         if point is None:
             return False
@@ -124,4 +141,6 @@ class Judge:
                 Judge.warned = True
                 log.warning("early stopping off in this worker, the study is out of reach: %s", exc)
             return False
-        return not self.reference and not keep(point, others)
+        score = next(i for i, (_, direction) in enumerate(self.objectives) if direction == "max")
+        tolerance = [NOISE_BAND * noise if i == score else 0.0 for i in range(len(point))]
+        return not self.reference and not keep(point, others, tolerance=tolerance)

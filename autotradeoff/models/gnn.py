@@ -165,7 +165,7 @@ def train_gnn(config: dict[str, Any], data: Data, *, y: torch.Tensor, train_mask
         work.count(model, data.x, edges, backward=True)
         work.epochs += 1
         val = accuracy(logits(model, data.x, edge_index, edge_weight, work).argmax(-1), data.y, data.val_mask)
-        checkpoint((epoch + 1) / epochs, val)  # a search may stop the trial here
+        checkpoint((epoch + 1) / epochs, val, samples=int(data.val_mask.sum()))  # a search may stop the trial here
         if val > best_val:
             best_val, best_state, since_best = val, copy.deepcopy(model.state_dict()), 0
         else:

@@ -172,13 +172,14 @@ class GlueTask(Task):
             "cached": lambda key, make: cached_model(key, make, device=device),
             "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))}, dry=dry)
 
-    def checkpoint_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> tuple[float, bool]:
-        """A fine-tune's checkpoint: the official score on validation, and whether it says anything yet (False
+    def checkpoint_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> tuple[float, bool, int]:
+        """A fine-tune's checkpoint: the official score on validation, whether it says anything yet (False
         while the model predicts like a constant, as early in a fine-tune every model does: a rung judged on it
-        would rank the trials by their costs alone)."""
+        would rank the trials by their costs alone), and how many examples it was scored on (its noise)."""
         labels = [e.label for e in validation]
         predicted = predict(model, validation, device)
-        return self.official(predicted, labels), not degeneracy(predicted, labels, self.official)["degenerate"]
+        return (self.official(predicted, labels), not degeneracy(predicted, labels, self.official)["degenerate"],
+                len(labels))
 
     def official(self, predicted: list[int], labels: list[int]) -> float:
         """The task's official metric (accuracy, F1 or MCC) of ``predicted`` against ``labels``."""

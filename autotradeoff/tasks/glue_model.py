@@ -150,11 +150,11 @@ def random_batches(examples: Sequence[Encoded], *, epoch: int, rng: random.Rando
 
 
 def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any], *, epochs: int, seed: int, device: str,
-             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool]] | None = None,
+             batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool, int]] | None = None,
              teacher: Distill | None = None) -> TrainStats:
     """AdamW with linear warm-up and decay; each epoch's batches, kept tokens and LR factors from ``batches``.
-    When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches (the score, and
-    False while it predicts like a constant) and the score is reported (``progress.checkpoint``; the search may
+    When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches (the score,
+    False while it predicts like a constant, and the number of examples scored) and the score is reported (``progress.checkpoint``; the search may
     stop the trial there); that time is not training time. With a ``teacher`` the loss mixes in distillation
     from its logits on the same batch (``distill_loss``); its forward passes count as training work."""
     start = time.perf_counter()  # planning the batches (TokenDrop's draws among them) is part of the fine-tune
@@ -191,13 +191,13 @@ def _schedule(total: int, warmup: float) -> Callable[[int], float]:
     return lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
 
 
-def _checkpoint(model: PreTrainedModel, validate: Callable[[PreTrainedModel], tuple[float, bool]], done: float) -> float:
+def _checkpoint(model: PreTrainedModel, validate: Callable[[PreTrainedModel], tuple[float, bool, int]], done: float) -> float:
     """Report the validation score at ``done`` (the search may stop the trial here); returns the seconds spent."""
     start = time.perf_counter()
-    value, informative = validate(model)
+    value, informative, samples = validate(model)
     model.train()
     spent = time.perf_counter() - start
-    progress.checkpoint(done, value, informative=informative)
+    progress.checkpoint(done, value, informative=informative, samples=samples)
     return spent
 
 

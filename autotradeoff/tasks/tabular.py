@@ -71,6 +71,7 @@ class TabularTask(Task):
                 "threads": Knob("threads", "int", 1, 1, 256, help="CPUs a trial is taken to hold")}
     known_before = ("latency_ms", "params", "train_time_s")
     learning_settings = ()
+    val_samples = 0  # validation examples a curve's values were scored on (their noise at a rung; 0: unknown)
 
     def entry(self, config: dict[str, Any], fidelity: dict[str, Any]) -> dict[str, float]:
         raise NotImplementedError
@@ -89,7 +90,7 @@ class TabularTask(Task):
     def run(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         curve = self.curve(config, fidelity) if self.checkpoints else []
         for epoch, value in enumerate(curve, start=1):
-            checkpoint(epoch / len(curve), value)  # a search may stop the trial here
+            checkpoint(epoch / len(curve), value, samples=self.val_samples)  # a search may stop the trial here
         return dict(self.entry(config, fidelity))
 
 
@@ -172,6 +173,7 @@ class CoraCurves(TabularTask):
     name = "cora-curves"
     description = "Cora GNNs on a grid, trained once (200 epochs) with every epoch's validation accuracy: early stopping looked up"
     checkpoints = True
+    val_samples = 500  # Planetoid's public split: 500 validation nodes
     work_knob = None  # every config of the table trains the same 200 epochs
     metrics = {"val_accuracy": "max", "test_accuracy": "max", "latency_ms": "min", "latency_iqr_ms": "min", "flops": "min",
                "params": "min", "train_time_s": "min"}
