@@ -125,8 +125,9 @@ class Judge:
         return tuple(losses) if score is not None else None
 
     def __call__(self, rung: int, share: float, value: float, noise: float = 0.0) -> bool:
-        """Stop this trial at ``rung`` (reached at ``share`` of its work with best validation ``value``)? Another
-        point must be better by more than ``noise`` on the score (``progress.score_noise``) to dominate a point."""
+        """Stop this trial at ``rung`` (reached at ``share`` of its work with best validation ``value``)? ``noise``: the
+        score's standard error (``progress.score_noise``); another point must be better by more than ``NOISE_BAND`` x
+        ``noise`` on the score, and no worse on costs, to dominate a point."""
         point = self.point(share, value)
         if point is None:
             return False
