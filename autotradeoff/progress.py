@@ -31,8 +31,8 @@ __all__ = ["checkpoint", "score_noise", "due", "part", "quiet", "reporting", "li
 
 # shares of the most work a trial can do at which it is judged; the rung at 1/27 (replayed on the Cora curves table,
 # seeds 0-209: early stopping's time to random search's final front 0.47-0.62x of no stopping's, against 0.53-0.74x
-# with rungs at 1/9 and 1/3 only, better on each of the seven 30-seed sets); a GLUE fine-tune still predicts a constant
-# there, so that rung is passed (``informative=False``): one scoring pass, nothing stopped
+# with rungs at 1/9 and 1/3 only, better on each of the seven 30-seed sets); a GLUE fine-tune mostly still predicts a
+# constant there, so that rung is passed (``informative=False``: one scoring pass); the faster learners are judged
 RUNGS = (1 / 27, 1 / 9, 1 / 3)
 
 _handler: ContextVar[Callable[[float, float, bool, int], None] | None] = ContextVar("autotradeoff_checkpoint", default=None)
@@ -52,9 +52,9 @@ def checkpoint(done: float, value: float, *, informative: bool = True, samples: 
 
 def score_noise(value: float, samples: int) -> float:
     """The sampling noise of a validation score: one binomial standard error, sqrt(p (1 - p) / n), of a share
-    ``value`` measured on ``samples`` examples (0 when their number is unknown). At a rung two scores within it
-    are a tie: early in a fine-tune every model is a little above the majority class, and a difference of two
-    validation sentences there says nothing about where training ends."""
+    ``value`` measured on ``samples`` examples (0 when their number is unknown). At a rung a point gets part of
+    it as benefit of the doubt (``stopping.NOISE_BAND``): early in a fine-tune a difference of two validation
+    sentences says nothing about where training ends."""
     if samples <= 0:
         return 0.0
     p = min(max(value, 0.0), 1.0)
