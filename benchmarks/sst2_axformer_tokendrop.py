@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -209,6 +210,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21, help="interleaved latency rounds")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
+    parser.add_argument("--select", type=re.compile, help="only the runs whose name matches this regular expression "
+                        "(the plain fine-tune, their baseline, always runs): a re-run of some rows, all in one run")
     parser.add_argument("--sites", type=lambda text: tuple(int(n) for n in text.split(",")),
                         help="AxFormer sites as 'FFN,ATTN' blocks from the top, instead of choosing them by "
                         "timing (a rerun on a cache: the choice sits near its 1.6x threshold, 1.59x-1.60x for 3,2)")
@@ -225,6 +228,8 @@ def main() -> None:
     label = f"(FFN top {sites['axformer.drop_ffn_layers']}, attention top {sites['axformer.drop_attn_layers']})"
     configs = {name.format(sites=label): {"lr": args.lr, "epochs": args.epochs, **config, **(sites if "sites" in name else {})}
                for name, config in RUNS.items()}
+    base = next(iter(configs))
+    configs = {name: config for name, config in configs.items() if name == base or not args.select or args.select.search(name)}
     started = time.perf_counter()
     results = train_all(task, fidelity, configs, list(range(args.seeds)))
     latency = measure(results, task.data(fidelity)[2], args.rounds)
@@ -241,6 +246,8 @@ def write(rows: list[dict], args: argparse.Namespace, wall: float, configs: dict
             "speedup_b1", "latency_b32_ms", "speedup_b32", "flops", "params", "train_time_s", "finetune_speedup", "padding_pct",
             "train_steps", "selection_passes"]
     lines = [f"# SST-2, all-MiniLM-L6-v2, CPU: AxFormer and TokenDrop + BucketSampler ({args.seeds} seeds)", "",
+             *([f"**Selected rows** (`--select '{args.select.pattern}'`): the other runs of the script were not in "
+                "this run.", ""] if args.select else []),
              *([f"**Reduced run** (2 CPU cores, minutes allowed): {args.train_size} training sentences, "
                 f"{args.epochs} epochs, {args.seeds} seeds, {args.val_size} validation sentences. The issue's run needs "
                 "3 seeds at a fidelity where the plain fine-tune reaches >= 0.86 dev accuracy (>= 8000 sentences, 2 "

