@@ -252,9 +252,10 @@ def main() -> None:
     label = f"(FFN top {sites['axformer.drop_ffn_layers']}, attention top {sites['axformer.drop_attn_layers']})"
     configs = {name.format(sites=label): {"lr": args.lr, "epochs": args.epochs, **config, **(sites if "sites" in name else {})}
                for name, config in RUNS.items()}
-    bases = baselines(configs)
-    configs = {name: config for name, config in configs.items()
-               if not args.select or args.select.search(name) or name in {bases[n] for n in configs if args.select.search(n)}}
+    if args.select:  # the matching runs and the baselines they are compared with
+        bases = baselines(configs)
+        chosen = {name for name in configs if args.select.search(name)}
+        configs = {name: config for name, config in configs.items() if name in chosen | {bases[n] for n in chosen}}
     started = time.perf_counter()
     results = train_all(task, fidelity, configs, list(range(args.seeds)))
     latency = measure(results, task.data(fidelity)[2], args.rounds)
