@@ -97,8 +97,30 @@ def test_validation_scores_within_their_noise_are_ties_at_a_rung():
     assert not judge(10.86)(0, 0.04, 0.6193, noise)  # worse by less than that, though slower: goes on
     assert judge(10.86)(0, 0.04, 0.6193)  # the same point with no noise known: dominated, stopped
     assert judge(10.86)(0, 0.04, 0.605, progress.score_noise(0.605, 872))  # worse by more than that: stopped
-    assert stopping.fronts([(-0.62, 10.5), (-0.619, 10.9)], [0.016, 0.0]) == [0, 0]
-    assert stopping.fronts([(-0.62, 10.5), (-0.6, 10.9)], [0.016, 0.0]) == [0, 1]
+    assert stopping.fronts([(-0.62, 10.5), (-0.619, 10.9)], [(0.0, 0.0), (0.016, 0.0)]) == [0, 0]
+    assert stopping.fronts([(-0.62, 10.5), (-0.6, 10.9)], [(0.0, 0.0), (0.016, 0.0)]) == [0, 1]
+
+
+def test_each_point_at_a_rung_gets_the_noise_stored_with_it():
+    # X dominates A and the judged point M on validation alone; whether A ties with X (its own score's noise is wide)
+    # decides whether M is among the best ceil(4/3) = 2 by front: stopped when A is on the first front with X
+    def judged(noise_of_a: float | None) -> bool:
+        study = optuna.create_study(directions=["maximize", "minimize"], storage=optuna.storages.InMemoryStorage())
+        for point, noise in (((-0.70, 1.0), 0.0), ((-0.69, 1.0), noise_of_a), ((-0.5, 3.0), 0.0)):
+            trial = study.ask()._trial_id
+            if noise is None:  # a study stored before the noise was: the point alone
+                study._storage.set_trial_user_attr(trial, record.rung_key(stopping.RUNGS[0]), list(point))
+            else:
+                record.write_rung(study._storage, trial, stopping.RUNGS[0], point, noise)
+        judge = stopping.Judge(study._storage, study.study_name, study.ask()._trial_id,
+                               [("val_accuracy", "max"), ("latency_ms", "min")], {"latency_ms": 1.5})
+        stopped = judge(0, 0.04, 0.695, 0.0)
+        assert study.trials[-1].user_attrs["rung_noise_1/27"] == 0.0  # its own noise is stored beside its point
+        return stopped
+
+    assert judged(0.03)  # A's half standard error (0.015) covers its 0.01 behind X: fronts X, A | M | B
+    assert not judged(0.0)  # A behind X: fronts X | A, M | B: M is among the best two by front
+    assert not judged(None)  # no noise stored with A: it gets the judged point's (0), as before
 
 
 def test_rung_points_stored_under_another_rule_are_not_judged_against():

@@ -54,12 +54,13 @@ def work_scale(config: dict, work: tuple[str, float] | None) -> float:
     return min(1.0, max(float(config[work[0]]) / float(work[1]), 1e-9))
 
 
-def fronts(points: Sequence[Sequence[float]], tolerance: Sequence[float] | None = None) -> list[int]:
+def fronts(points: Sequence[Sequence[float]], tolerance: Sequence[Sequence[float]] | None = None) -> list[int]:
     """Non-dominated sorting of loss points: the front index of each (0 = not dominated). ``tolerance``: per
-    objective, the benefit of the doubt a point gets: another dominates it only when it also dominates the
-    point made better by that much (on the score: better by more than the score's noise, and no worse on costs)."""
-    tol = list(tolerance or [0.0] * (len(points[0]) if points else 0))
-    hopeful = [tuple(x - t for x, t in zip(p, tol)) for p in points]
+    point, per objective, the benefit of the doubt that point gets: another dominates it only when it also
+    dominates the point made better by that much (on the score: better by more than the point's own score noise,
+    and no worse on costs)."""
+    tolerance = tolerance or [[0.0] * len(p) for p in points]
+    hopeful = [tuple(x - t for x, t in zip(p, tol)) for p, tol in zip(points, tolerance, strict=True)]
     remaining, index, level = set(range(len(points))), [0] * len(points), 0
     while remaining:  # a cycle can't occur: each step of one would be better by more than the tolerance
         current = {i for i in remaining if not any(dominates(points[j], hopeful[i]) for j in remaining if j != i)}
@@ -126,15 +127,15 @@ class Judge:
 
     def __call__(self, rung: int, share: float, value: float, noise: float = 0.0) -> bool:
         """Stop this trial at ``rung`` (reached at ``share`` of its work with best validation ``value``)? ``noise``: the
-        score's standard error (``progress.score_noise``); another point must be better by more than ``NOISE_BAND`` x
-        ``noise`` on the score, and no worse on costs, to dominate a point."""
+        score's standard error (``progress.score_noise``), stored with the point: a point is dominated only by one better by
+        more than ``NOISE_BAND`` x its own noise on the score and no worse on costs."""
         point = self.point(share, value)
         if point is None:
             return False
         try:
             at = RUNGS[rung]
             others = record.rung_points(self.storage, self.study_name, at, but=self.trial_id, size=len(point))
-            record.write_rung(self.storage, self.trial_id, at, point)
+            record.write_rung(self.storage, self.trial_id, at, point, noise)
             if self.reference is None:
                 self.reference = record.is_reference(self.storage.get_trial(self.trial_id))
         except Exception as exc:  # storage this worker can't reach (SQLite file on another machine): never stop
@@ -143,5 +144,7 @@ class Judge:
                 log.warning("early stopping off in this worker, the study is out of reach: %s", exc)
             return False
         score = next(i for i, (_, direction) in enumerate(self.objectives) if direction == "max")
-        tolerance = [NOISE_BAND * noise if i == score else 0.0 for i in range(len(point))]
-        return not self.reference and not keep(point, others, tolerance=tolerance)
+        # each point's own score noise; a point stored without one (an older study) gets this trial's
+        band = lambda n: [NOISE_BAND * n if i == score else 0.0 for i in range(len(point))]  # noqa: E731
+        tolerance = [band(noise), *(band(noise if theirs is None else theirs) for _, theirs in others)]
+        return not self.reference and not keep(point, [p for p, _ in others], tolerance=tolerance)

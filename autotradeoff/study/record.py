@@ -245,16 +245,20 @@ def rung_key(share: float) -> str:
 
 
 def rung_points(storage: BaseStorage, study_name: str, share: float, *, but: int,
-                size: int) -> list[tuple[float, ...]]:
-    """The points the study's other trials (all but trial id ``but``) stored at the rung at ``share``."""
-    key = rung_key(share)
+                size: int) -> list[tuple[tuple[float, ...], float | None]]:
+    """The points the study's other trials (all but trial id ``but``) stored at the rung at ``share``, each with
+    the standard error of its score stored beside it (None where none was: studies before 2026-12-05)."""
+    key, noise = rung_key(share), rung_key(share).replace(RUNG_PREFIX, f"{RUNG_PREFIX}noise_", 1)
     trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
-    return [tuple(t.user_attrs[key]) for t in trials
+    return [(tuple(t.user_attrs[key]), t.user_attrs.get(noise)) for t in trials
             if trial_id(t) != but and len(t.user_attrs.get(key) or ()) == size]
 
 
-def write_rung(storage: BaseStorage, trial: int, share: float, point: tuple[float, ...]) -> None:
-    storage.set_trial_user_attr(trial, rung_key(share), list(point))
+def write_rung(storage: BaseStorage, trial: int, share: float, point: tuple[float, ...], noise: float = 0.0) -> None:
+    """Store a trial's rung point and its score's standard error (``rung_noise_1/27``)."""
+    key = rung_key(share)
+    storage.set_trial_user_attr(trial, key, list(point))
+    storage.set_trial_user_attr(trial, key.replace(RUNG_PREFIX, f"{RUNG_PREFIX}noise_", 1), float(noise))
 
 
 # --- budget --------------------------------------------------------------------------------------
