@@ -248,7 +248,7 @@ def rung_points(storage: BaseStorage, study_name: str, share: float, *, but: int
                 size: int) -> list[tuple[tuple[float, ...], float | None]]:
     """The points the study's other trials (all but trial id ``but``) stored at the rung at ``share``, each with
     the standard error of its score stored beside it (None where none was: studies before 2026-12-05)."""
-    key, noise = rung_key(share), rung_key(share).replace(RUNG_PREFIX, f"{RUNG_PREFIX}noise_", 1)
+    key, noise = rung_key(share), _noise_key(share)
     trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
     return [(tuple(t.user_attrs[key]), t.user_attrs.get(noise)) for t in trials
             if trial_id(t) != but and len(t.user_attrs.get(key) or ()) == size]
@@ -256,9 +256,13 @@ def rung_points(storage: BaseStorage, study_name: str, share: float, *, but: int
 
 def write_rung(storage: BaseStorage, trial: int, share: float, point: tuple[float, ...], noise: float = 0.0) -> None:
     """Store a trial's rung point and its score's standard error (``rung_noise_1/27``)."""
-    key = rung_key(share)
-    storage.set_trial_user_attr(trial, key, list(point))
-    storage.set_trial_user_attr(trial, key.replace(RUNG_PREFIX, f"{RUNG_PREFIX}noise_", 1), float(noise))
+    storage.set_trial_user_attr(trial, rung_key(share), list(point))
+    storage.set_trial_user_attr(trial, _noise_key(share), float(noise))
+
+
+def _noise_key(share: float) -> str:
+    """The standard error stored beside a rung point: ``rung_noise_1/27`` (a rung attribute: never a metric)."""
+    return rung_key(share).replace(RUNG_PREFIX, f"{RUNG_PREFIX}noise_", 1)
 
 
 # --- budget --------------------------------------------------------------------------------------
