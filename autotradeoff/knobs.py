@@ -51,6 +51,7 @@ class Knob:
     low: float | None = None
     high: float | None = None
     log: bool = False
+    step: float | None = None  # a searched range's grid (Optuna's step): low, low + step, ..., high
     choices: tuple = ()
     help: str = ""
     when: tuple[tuple[str, tuple], ...] = ()  # searched only if every named knob has one of the values
@@ -106,8 +107,15 @@ class Knob:
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        value = trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+        return self.on_grid(value) if self.step else value
+
+    def on_grid(self, value: float) -> int | float:
+        """The point of a stepped range nearest ``value``, without float residue (0.1 + 0.05 is
+        0.15000000000000002: Optuna's value; the grid's is 0.15)."""
+        value = self.low + round((value - self.low) / self.step) * self.step
+        return int(value) if self.kind == "int" else float(f"{value:.12g}")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class SearchSpace:
                 value = value if value in knob.choices else knob.choices[0]
             else:
                 value = min(max(value, knob.low), knob.high)
+                value = knob.on_grid(value) if knob.step else value
             config[name] = value
         return config
 
@@ -108,7 +109,7 @@ def _knob_range(knob: Knob, spec: Any, where: str) -> tuple[Knob | None, Any]:
     """A YAML knob entry -> (searched Knob, None) or (None, constant value)."""
     if not isinstance(spec, dict):
         return None, knob.check(spec, where)
-    allowed = {"value", "when"} | ({"choices"} if knob.kind == "categorical" else {"low", "high", "log"})
+    allowed = {"value", "when"} | ({"choices"} if knob.kind == "categorical" else {"low", "high", "log", "step"})
     unknown = set(spec) - allowed
     if unknown:
         raise UsageError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}.")
@@ -137,7 +138,23 @@ def _knob_range(knob: Knob, spec: Any, where: str) -> tuple[Knob | None, Any]:
         raise UsageError(f"{where}: a log range needs low > 0; got low={low!r}.")
     if low == high:
         return None, low
-    return replace(knob, low=low, high=high, log=log), None
+    return replace(knob, low=low, high=high, log=log, step=_step(knob, spec, low, high, where)), None
+
+
+def _step(knob: Knob, spec: dict[str, Any], low: float, high: float, where: str) -> float | None:
+    """A range's ``step`` (Optuna's: values low, low + step, ..., high), checked; None without one."""
+    if "step" not in spec:
+        return None
+    step = spec["step"]
+    kind = "an int" if knob.kind == "int" else "a number"
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0 or (knob.kind == "int" and step != int(step)):
+        raise UsageError(f"{where}.step must be {kind} > 0; got {step!r}.")
+    if spec.get("log", False):
+        raise UsageError(f"{where}: step and log cannot be combined (Optuna samples a log range without a grid).")
+    steps = (high - low) / step
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise UsageError(f"{where}: high - low ({high - low:g}) must be a whole number of steps of {step:g}.")
+    return int(step) if knob.kind == "int" else float(step)
 
 
 def _conditions(spec: Any, where: str, known: dict[str, Knob]) -> tuple[tuple[str, tuple], ...]:

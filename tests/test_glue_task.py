@@ -78,6 +78,35 @@ def test_greedy_mode_spends_selection_passes_and_caches_its_plan(baseline):
     assert again["train_steps"] > greedy["train_steps"]  # and one more epoch of training
 
 
+def test_a_selection_split_is_held_out_of_train_apart_from_fit_and_validation():
+    task = get_task("sst2")
+    plain, held = task.fill_fidelity(TINY), task.fill_fidelity({**TINY, "select_size": 64})
+    selection = task.selection(held)
+    assert task.data(held) == task.data(plain) and task.selection(plain) == task.data(plain)[1]  # room left: same rows
+    assert len(selection) == 64
+    fit, validation, _ = task.data(held)
+    seen = {tuple(e.ids) for e in fit + validation}
+    assert not any(tuple(e.ids) in seen for e in selection)
+    config = task.fill_config(TRAIN)
+    key = lambda fidelity: task.training_key(config, {**fidelity, "seed": 0}, device="cpu")  # noqa: E731
+    assert key(held) == key(plain)  # the fine-tune trains on the same rows: one cache entry for both
+    assert key({**held, "train_size": 0}) != key({**plain, "train_size": 0})  # all of train: the split takes some
+
+
+def test_greedy_plans_read_the_selection_split_and_are_cached_by_it(baseline):
+    config = {**TRAIN, "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.refinetune": "off"}
+    task = get_task("sst2")
+    held = task.fill_fidelity({**TINY, "select_size": 64})
+    pipeline = task.stages(task.fill_config(config), held, device="cpu")
+    losses, _ = pipeline.losses(pipeline.pretrained(0))
+    assert len(losses) == 64  # the acceptance test's samples: the selection split's, not validation's 96
+    run_trial("sst2", config, TINY)
+    plans = set((cache_dir() / "axplan").iterdir())
+    greedy = run_trial("sst2", config, held)
+    assert greedy["finetune_reused"] == 1  # the same fine-tune, planned on other samples:
+    assert len(set((cache_dir() / "axplan").iterdir()) - plans) == 2  # its own importances and plan
+
+
 def recording(starts):
     """A ``finetune`` stage wrapper that keeps the weights each fine-tune starts from."""
     def wrap(plain):

@@ -68,7 +68,7 @@ def test_shipped_glue_spaces_are_valid_and_their_baseline_is_the_plain_fine_tune
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(10):
         config = space.suggest(study.ask())
-        assert all(knob.check(config[n], n) == config[n] for n, knob in space.searched.items())
+        assert all(knob.check(config[n], n) == config[n] for n, knob in space.searched.items() if knob.active(config))
 
 
 def test_conditional_knob_is_only_asked_when_its_parent_matches():
@@ -78,6 +78,18 @@ def test_conditional_knob_is_only_asked_when_its_parent_matches():
     configs = [space.suggest(t) for t in asked]
     for trial, config in zip(asked, configs):
         assert ("heads" in trial.params) == (config["model"] == "gat")
+
+
+def test_a_range_with_a_step_samples_its_grid_and_the_baseline_lies_on_it(tmp_path):
+    text = SMALL_CORA.replace("dropout: {low: 0.0, high: 0.8}", "dropout: {low: 0.05, high: 0.65, step: 0.15}").replace(
+        "epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 29, step: 4}")
+    space = load_space(write(tmp_path, text))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    configs = [space.suggest(study.ask()) for _ in range(60)]
+    assert {c["dropout"] for c in configs} == {0.05, 0.2, 0.35, 0.5, 0.65}  # the grid's values, no float residue
+    assert {c["epochs"] for c in configs} == {5, 9, 13, 17, 21, 25, 29}
+    base = space.baseline()  # the task's dropout 0.5 and epochs 200 (clipped to 29): on the grid
+    assert base["dropout"] == 0.5 and base["epochs"] == 29
 
 
 def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
@@ -107,6 +119,12 @@ def test_baseline_is_the_task_default_clipped_into_the_space(tmp_path):
      "unknown task 'sst3'; choices: cifar10, citeseer, cola, cora, cora-curves, fashion-mnist, mrpc, nasbench-graph:arxiv"),
     (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, when: {heads: 8}}"), "'heads' is not a knob listed before it"),
     (("epochs: {low: 5, high: 30}", "epochs: [5, 30"), "is not valid YAML"),
+    (("dropout: {low: 0.0, high: 0.8}", "dropout: {low: 0.0, high: 0.8, step: 0.3}"),
+     "knobs.dropout: high - low (0.8) must be a whole number of steps of 0.3."),
+    (("dropout: {low: 0.0, high: 0.8}", "dropout: {low: 0.0, high: 0.8, step: 0}"), "knobs.dropout.step must be a number > 0; got 0."),
+    (("epochs: {low: 5, high: 30}", "epochs: {low: 5, high: 30, step: 2.5}"), "knobs.epochs.step must be an int > 0; got 2.5."),
+    (("lr: {low: 0.005, high: 0.05, log: true}", "lr: {low: 0.005, high: 0.05, log: true, step: 0.005}"),
+     "knobs.lr: step and log cannot be combined"),
 ])
 def test_bad_space_yaml_gives_one_line_naming_the_value(tmp_path, change, message):
     old, new = change

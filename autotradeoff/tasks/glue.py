@@ -1,11 +1,12 @@
 """GLUE tasks (SST-2, RTE, CoLA, MRPC, QNLI): fine-tune a BERT-family encoder (TokenDrop + BucketSampler
 plug into its batches), approximate it (AxFormer), score it, and measure what the result costs.
 
-Validation is a seeded, label-stratified slice of train that fine-tuning never sees: the search, and
-AxFormer's acceptance test, select on it (``val_*`` metrics). Test is GLUE's dev split, scored for every
-trial and only reported (``test_*``). The fine-tuned model is cached on disk by what shaped it
-(``Task.training_key``), so trials that change only later stages take seconds of approximation plus
-the scoring passes and the cost measurements.
+Validation is a seeded, label-stratified slice of train that fine-tuning never sees: the search selects on it
+(``val_*`` metrics), and so does AxFormer's acceptance test unless fidelity ``select_size`` holds out a
+selection split of its own (another part of train: then the front's validation scores are not the ones its
+plans were chosen on). Test is GLUE's dev split, scored for every trial and only reported (``test_*``).
+The fine-tuned model is cached on disk by what shaped it (``Task.training_key``), so trials that change only
+later stages take seconds of approximation plus the scoring passes and the cost measurements.
 
 The text family's pipeline (what a text technique may wrap or call):
 - ``batches(examples, *, epoch, rng) -> (batches, kept token positions per example, LR factor per batch)``;
@@ -14,7 +15,8 @@ The text family's pipeline (what a text technique may wrap or call):
   search it reports validation checkpoints (early stopping), so call it inside ``progress.quiet()`` for a
   model that is not the trial's result;
 - ``losses(model) -> (per-sample loss tensor, FLOPs)`` and ``gradients(model, after) -> FLOPs`` (forward and
-  backward per batch, ``after()`` reading ``.grad``): passes over the validation split;
+  backward per batch, ``after()`` reading ``.grad``): passes over the selection split (``context["selection"]``:
+  its fidelity, empty when it is the validation split);
 - ``pretrained(seed) -> model``: the pretrained encoder with a fresh classification head for ``seed``;
 - ``tuned(seed) -> (model, TrainStats)``: the plain fine-tune of ``seed`` (cached on disk);
 - ``key(seed, what) -> str``: a cache key for what ``seed``'s fine-tune is keyed by, plus ``what``;
@@ -110,6 +112,9 @@ class GlueTask(Task):
         "test_size": Knob("test_size", "int", 0, 0, 10_000_000, help="test (GLUE dev) examples scored (0: all)",
                           stage="inference"),
         "max_length": Knob("max_length", "int", 64, 8, 512, help="tokens per sequence (longer are truncated)", stage="data"),
+        "select_size": Knob("select_size", "int", 0, 0, 1_000_000, help="AxFormer's selection split: examples held out of "
+                            "train apart from validation (at most 20% of what validation leaves; 0: select on validation)",
+                            stage="approximate"),
         "seeds": Knob("seeds", "int", 1, 1, 20, help="fine-tuning seeds per trial (seed, seed+1, ...): scores are their "
                       "mean, *_std their spread", stage="inference"),
         **run_fidelity(gpu_share=0.5, warmup=2, repeats=15),  # batch 32 is timed a third as often
@@ -132,20 +137,35 @@ class GlueTask(Task):
         load_tokenizer((fidelity or {}).get("model", DEFAULT_MODEL))  # a bad --model fails here, not in every trial
 
     @lru_cache(maxsize=2)  # noqa: B019 (tasks are process-wide singletons)
-    def splits(self, model: str, max_length: int, train_size: int, val_size: int,
-               test_size: int) -> tuple[list[Encoded], list[Encoded], list[Encoded]]:
-        """(fit, validation, test) tokenised; fit and validation are disjoint seeded parts of train, test is
-        GLUE's dev split."""
+    def splits(self, model: str, max_length: int, train_size: int, val_size: int, test_size: int,
+               select_size: int = 0) -> tuple[list[Encoded], list[Encoded], list[Encoded], list[Encoded]]:
+        """(fit, validation, test, selection) tokenised; fit, validation and selection are disjoint seeded parts
+        of train (selection the tail of what validation leaves, so the first ``train_size`` of fit stay the same
+        rows while there is room), test is GLUE's dev split."""
         tokenizer = load_tokenizer(model)
-        fit, validation = validation_split(load_split(self.name, "train"), size=val_size)
+        rest, validation = validation_split(load_split(self.name, "train"), size=val_size)
+        cut = len(rest) - _held_out(len(rest), select_size)
         test = load_split(self.name, "dev")
         pick = lambda rows, n: rows[:n] if n else rows  # noqa: E731
         return tuple(encode(tokenizer, pick(rows, n), max_length)
-                     for rows, n in ((fit, train_size), (validation, 0), (test, test_size)))
+                     for rows, n in ((rest[:cut], train_size), (validation, 0), (test, test_size), (rest[cut:], 0)))
+
+    def training_key(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str,
+                     context: dict[str, Any] | None = None) -> str:
+        """``Task.training_key``, plus ``select_size`` where the selection split takes rows the fine-tune would
+        otherwise train on (``train_size`` 0, or too few rows left): elsewhere it changes no fine-tune."""
+        key = super().training_key(config, fidelity, device=device, context=context)
+        rows = GLUE_TASKS[self.name].train_rows
+        rest = rows - min(fidelity["val_size"], int(0.2 * rows))  # what validation_split leaves
+        select, train = fidelity["select_size"], fidelity["train_size"]
+        if select and (not train or train > rest - _held_out(rest, select)):
+            return _hash(key, {"select_size": select})
+        return key
 
     def stages(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str, dry: bool = False) -> Pipeline:
         """This trial's pipeline (the text family's stages, see the module docstring) with its techniques installed."""
         fit, validation, _ = self.data(fidelity)
+        selection = self.selection(fidelity)
         own = {k: config[k] for k in self.own_knobs}
 
         def tuned(pipeline: Pipeline, seed: int) -> tuple[PreTrainedModel, TrainStats]:
@@ -165,13 +185,14 @@ class GlueTask(Task):
                 model, fit, own, epochs=epochs, seed=seed, device=device, batches=pipeline.batches,
                 validate=lambda m: self.checkpoint_score(m, validation, device),
                 teacher=Distill(teacher, distill) if teacher is not None else None),
-            "losses": lambda model: sample_losses(model, validation, device),
-            "gradients": lambda model, after: sample_gradients(model, validation, device, after=after),
+            "losses": lambda model: sample_losses(model, selection, device),
+            "gradients": lambda model, after: sample_gradients(model, selection, device, after=after),
             "pretrained": lambda seed: self.classifier(config, {**fidelity, "seed": seed}, device),
             "tuned": lambda seed: tuned(pipeline, seed),
             "key": lambda seed, what=None: _hash(self.training_key(config, {**fidelity, "seed": seed}, device=device), what),
             "cached": lambda key, make: cached_model(key, make, device=device),
-            "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))}, dry=dry)
+            "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))},
+            context={"selection": {"select_size": fidelity["select_size"]} if fidelity["select_size"] else {}}, dry=dry)
 
     def checkpoint_score(self, model: PreTrainedModel, validation: list[Encoded], device: str) -> tuple[float, bool, int]:
         """A fine-tune's checkpoint: the official score on validation, whether it says anything yet (False
@@ -216,8 +237,17 @@ class GlueTask(Task):
         return self.costs(model, self.data(fidelity)[1], fidelity, device)
 
     def data(self, fidelity: dict[str, Any]) -> tuple[list[Encoded], list[Encoded], list[Encoded]]:
-        return self.splits(fidelity["model"], fidelity["max_length"], fidelity["train_size"],
-                           fidelity["val_size"], fidelity["test_size"])
+        """(fit, validation, test)."""
+        return self._splits(fidelity)[:3]
+
+    def selection(self, fidelity: dict[str, Any]) -> list[Encoded]:
+        """What AxFormer's importance and greedy passes read: the selection split, or validation without one."""
+        _, validation, _, selection = self._splits(fidelity)
+        return selection if fidelity["select_size"] else validation
+
+    def _splits(self, fidelity: dict[str, Any]) -> tuple[list[Encoded], list[Encoded], list[Encoded], list[Encoded]]:
+        return self.splits(fidelity["model"], fidelity["max_length"], fidelity["train_size"], fidelity["val_size"],
+                           fidelity["test_size"], fidelity["select_size"])
 
     def evaluate(self, model: PreTrainedModel, fidelity: dict[str, Any], *, device: str) -> dict[str, float]:
         """Dev scores and inference costs of a built (or loaded) model."""
@@ -275,6 +305,11 @@ def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
     for name in (f"{split}_{m}" for split in ("val", "test") for m in ("score", "accuracy")):
         merged[f"{name}_std"] = statistics.stdev(r[name] for r in results) if len(results) > 1 else 0.0
     return merged
+
+
+def _held_out(rows: int, size: int) -> int:
+    """The selection split's size: ``size``, at most a fifth of the ``rows`` it is cut from."""
+    return min(size, int(0.2 * rows))
 
 
 def _hash(base: str, what: Any) -> str:

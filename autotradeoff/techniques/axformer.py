@@ -1,21 +1,22 @@
-"""AxFormer (techniques.md section 1): remove from a fine-tuned encoder what validation says it can spare, then
+"""AxFormer (techniques.md section 1): remove from a fine-tuned encoder what a held-out split says it can spare, then
 re-fine-tune the smaller model.
 
 It acts on the text tasks' ``approximate(seed)`` stage. A *plan* (``models/bert.py``: per layer, attention and
 FFN kept or dropped, the heads and FFN neurons kept, top-K) is chosen one of two ways:
 - ``sites`` (searched): counts and shares the sampler sets. Whole attention/FFN blocks go from the top layer
   down (needing no fine-tune); in the other layers the heads and FFN neuron groups kept are those whose
-  removal would raise the validation loss most, estimated to first order on the fine-tuned model
+  removal would raise the selection loss most, estimated to first order on the fine-tuned model
   (``taylor_importance``). ``hard_attn_layers`` gives the lowest layers top-K attention.
-- ``greedy`` (the paper's pass, on the validation split): each whole sublayer (attention, FFN) is removed
-  alone and its effect on the mean validation loss measured; they are tried cumulatively from the least
+- ``greedy`` (the paper's pass, on the task's selection split): each whole sublayer (attention, FFN) is removed
+  alone and its effect on the mean selection loss measured; they are tried cumulatively from the least
   harmful, then the heads and FFN groups left, from the least important, in chunks that halve on a rejection;
   ``unit_pass`` ``stop`` ends the pass at the first single unit rejected, ``all`` (as the paper, which tries
   every group and head) puts a rejected unit back and goes on, the chunk doubling again after each acceptance.
   A change is kept when the mean loss stays within ``1 + loss_tol`` of the fine-tuned model's and at least
   ``accept_frac`` of the samples are no worse (the paper's second test; 0: off). Top-K is not tried: it still
   computes the full score matrix, so it saves no time in eager PyTorch.
-Plans that read the fine-tuned model are cached on disk by (that fine-tune's key, the plan's knobs), with the
+Both read the task's selection split (``losses``/``gradients``; the validation split unless the task holds one out).
+Plans that read the fine-tuned model are cached on disk by (that fine-tune's key, the plan's knobs, the split), with the
 passes, time and FLOPs they cost, so later trials reuse them (and still report their cost).
 
 ``refinetune``: ``pretrained`` (the paper's step 6, default): the pretrained encoder with the plan applied is
@@ -315,7 +316,8 @@ class AxFormer(Technique):
         if tuned is None or not AxFormer.reads_model(own):
             structure = tuned if tuned is not None else pipeline.pretrained(seed)
             return plan_from_sites(structure.bert, own), 0, {"time_s": 0.0, "flops": 0.0}
-        scores = _cached_json(pipeline.key(seed, {"axformer_importance": 1}), lambda: _timed(
+        split = dict(pipeline.context.get("selection", {}))  # in the keys only when not validation: old keys hold
+        scores = _cached_json(pipeline.key(seed, {"axformer_importance": 1, **split}), lambda: _timed(
             lambda: dict(zip(("heads", "neurons", "flops"), _as_lists(taylor_importance(tuned, pipeline.gradients))))))
         ranks = ([torch.tensor(h) for h in scores["heads"]], [torch.tensor(n) for n in scores["neurons"]])
         if own["ax_mode"] == "sites":
@@ -332,7 +334,7 @@ class AxFormer(Technique):
             plan, passes = greedy_plan(tuned, losses, ranks, own)
             return {"plan": plan, "passes": passes, "flops": flops["sum"]}
 
-        found = _cached_json(pipeline.key(seed, {"axformer_plan": plan_knobs(own)}), lambda: _timed(make))
+        found = _cached_json(pipeline.key(seed, {"axformer_plan": plan_knobs(own), **split}), lambda: _timed(make))
         return found["plan"], found["passes"] + 1, {"time_s": found["time_s"] + scores["time_s"],
                                                     "flops": found["flops"] + scores["flops"]}
 
