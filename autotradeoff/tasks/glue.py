@@ -44,7 +44,7 @@ from autotradeoff import progress
 from autotradeoff.cost import Anchor, count_flops, measure_latency, model_size
 from autotradeoff.knobs import Knob
 from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
-from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, score, validation_split
+from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, rows_left, score, validation_split
 from autotradeoff.tasks.glue_model import (
     CACHE_VERSION,
     DEFAULT_MODEL,
@@ -155,8 +155,7 @@ class GlueTask(Task):
         """``Task.training_key``, plus ``select_size`` where the selection split takes rows the fine-tune would
         otherwise train on (``train_size`` 0, or too few rows left): elsewhere it changes no fine-tune."""
         key = super().training_key(config, fidelity, device=device, context=context)
-        rows = GLUE_TASKS[self.name].train_rows
-        rest = rows - min(fidelity["val_size"], int(0.2 * rows))  # what validation_split leaves
+        rest = rows_left(self.name, fidelity["val_size"])
         select, train = fidelity["select_size"], fidelity["train_size"]
         if select and (not train or train > rest - _held_out(rest, select)):
             return _hash(key, {"select_size": select})

@@ -21,7 +21,8 @@ from autotradeoff.errors import DataMissingError, UsageError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "validation_split", "score", "learning_fidelity"]
+__all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "validation_split", "score", "learning_fidelity",
+           "rows_left"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,12 @@ def validation_split(train: list[Example], *, size: int, seed: int = 0,
     return [train[i] for i in order if i not in chosen], [train[i] for i in order if i in chosen]
 
 
+def rows_left(task: str, val_size: int) -> int:
+    """How many of GLUE's published training rows ``validation_split`` leaves beside a validation of ``val_size``."""
+    rows = GLUE_TASKS[task].train_rows
+    return rows - min(val_size, int(0.2 * rows))
+
+
 def learning_fidelity(task: str, *, val_size: int = 872) -> tuple[int, int]:
     """(train_size, epochs) at which a pretrained encoder's fine-tune leaves the constant predictor behind:
     about 3,000 training examples seen per label (train_size x epochs), from at most 2,000 examples per
@@ -143,8 +150,7 @@ def learning_fidelity(task: str, *, val_size: int = 872) -> tuple[int, int]:
     training-set size and the label count, so no data is read to choose it."""
     fmt = GLUE_TASKS[task]
     labels = len(fmt.labels)
-    available = fmt.train_rows - min(val_size, int(0.2 * fmt.train_rows))
-    train_size = min(available, 2000 * labels)
+    train_size = min(rows_left(task, val_size), 2000 * labels)
     return train_size, max(2, math.ceil(3000 * labels / train_size))
 
 
