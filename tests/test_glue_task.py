@@ -93,6 +93,19 @@ def test_a_selection_split_is_held_out_of_train_apart_from_fit_and_validation():
     assert key({**held, "train_size": 0}) != key({**plain, "train_size": 0})  # all of train: the split takes some
 
 
+def test_the_fine_tune_key_counts_the_rows_the_data_has_not_the_published_count():
+    """The shared RTE train lacks one of GLUE's 2,490 rows: at the boundary where the selection split starts to take
+    fit rows, the key follows the rows ``splits`` actually cuts (by the published count it would be one row late)."""
+    task = get_task("rte")
+    config = task.fill_config({"epochs": 1})
+    fidelity = task.fill_fidelity({**TINY, "val_size": 200})
+    rest = len(task.splits(fidelity["model"], 32, 0, 200, 32)[0])  # fit = all that validation leaves
+    key = lambda train, select: task.training_key(  # noqa: E731
+        config, {**fidelity, "train_size": train, "select_size": select, "seed": 0}, device="cpu")
+    assert key(rest - 64, 64) == key(rest - 64, 0)  # the split takes the rows past fit: the same fine-tune
+    assert key(rest - 63, 64) != key(rest - 63, 0)  # one fit row fewer: another fine-tune
+
+
 def test_greedy_plans_read_the_selection_split_and_are_cached_by_it(baseline):
     config = {**TRAIN, "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.refinetune": "off"}
     task = get_task("sst2")

@@ -44,7 +44,17 @@ from autotradeoff import progress
 from autotradeoff.cost import Anchor, count_flops, measure_latency, model_size
 from autotradeoff.knobs import Knob
 from autotradeoff.tasks.base import DEGENERACY_METRICS, Task, degeneracy, run_fidelity
-from autotradeoff.tasks.glue_data import GLUE_TASKS, Encoded, encode, learning_fidelity, load_split, rows_left, score, validation_split
+from autotradeoff.tasks.glue_data import (
+    GLUE_TASKS,
+    Encoded,
+    encode,
+    learning_fidelity,
+    load_split,
+    rows_left,
+    score,
+    train_rows,
+    validation_split,
+)
 from autotradeoff.tasks.glue_model import (
     CACHE_VERSION,
     DEFAULT_MODEL,
@@ -155,7 +165,7 @@ class GlueTask(Task):
         """``Task.training_key``, plus ``select_size`` where the selection split takes rows the fine-tune would
         otherwise train on (``train_size`` 0, or too few rows left): elsewhere it changes no fine-tune."""
         key = super().training_key(config, fidelity, device=device, context=context)
-        rest = rows_left(self.name, fidelity["val_size"])
+        rest = rows_left(self.name, fidelity["val_size"], rows=train_rows(self.name))  # as ``splits`` cuts them
         select, train = fidelity["select_size"], fidelity["train_size"]
         if select and (not train or train > rest - _held_out(rest, select)):
             return _hash(key, {"select_size": select})

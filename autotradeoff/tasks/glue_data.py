@@ -12,6 +12,7 @@ import csv
 import math
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["GLUE_TASKS", "Example", "Encoded", "encode", "load_split", "validation_split", "score", "learning_fidelity",
-           "rows_left"]
+           "rows_left", "train_rows"]
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,17 @@ def validation_split(train: list[Example], *, size: int, seed: int = 0,
     return [train[i] for i in order if i not in chosen], [train[i] for i in order if i in chosen]
 
 
-def rows_left(task: str, val_size: int) -> int:
-    """How many of GLUE's published training rows ``validation_split`` leaves beside a validation of ``val_size``."""
-    rows = GLUE_TASKS[task].train_rows
+def rows_left(task: str, val_size: int, *, rows: int | None = None) -> int:
+    """How many training rows ``validation_split`` leaves beside a validation of ``val_size``: of ``rows``, or of
+    GLUE's published count (no data read; a copy may differ, as the shared RTE train lacks one row)."""
+    rows = GLUE_TASKS[task].train_rows if rows is None else rows
     return rows - min(val_size, int(0.2 * rows))
+
+
+@lru_cache(maxsize=8)
+def train_rows(task: str) -> int:
+    """The number of rows of ``task``'s train split as loaded (read once per process)."""
+    return len(load_split(task, "train"))
 
 
 def learning_fidelity(task: str, *, val_size: int = 872) -> tuple[int, int]:
