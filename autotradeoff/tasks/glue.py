@@ -165,11 +165,11 @@ class GlueTask(Task):
         """``Task.training_key``, plus ``select_size`` where the selection split takes rows the fine-tune would
         otherwise train on (``train_size`` 0, or too few rows left): elsewhere it changes no fine-tune."""
         key = super().training_key(config, fidelity, device=device, context=context)
-        rest = rows_left(self.name, fidelity["val_size"], rows=train_rows(self.name))  # as ``splits`` cuts them
         select, train = fidelity["select_size"], fidelity["train_size"]
-        if select and (not train or train > rest - _held_out(rest, select)):
-            return _hash(key, {"select_size": select})
-        return key
+        if not select:
+            return key
+        rest = rows_left(self.name, fidelity["val_size"], rows=train_rows(self.name))  # as ``splits`` cuts them
+        return _hash(key, {"select_size": select}) if not train or train > rest - _held_out(rest, select) else key
 
     def stages(self, config: dict[str, Any], fidelity: dict[str, Any], *, device: str, dry: bool = False) -> Pipeline:
         """This trial's pipeline (the text family's stages, see the module docstring) with its techniques installed."""
