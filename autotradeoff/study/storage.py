@@ -73,11 +73,12 @@ def open_storage(url: str, *, must_exist: bool = False, wait_s: float | None = N
 
 def _rdb_storage(url: str, engine_kwargs: dict, tries: int = 5) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage. Two processes opening a new database at once both create its tables, and the
-    slower one fails with "table ... already exists" or a duplicate schema version (seen with SQLite: a search
-    and a reader started together): the schema is there by then, so opening again succeeds."""
+    slower one fails with "table ... already exists", a duplicate schema version or "database is locked" (seen
+    with SQLite: a search and a reader started together): the schema is there by then, so opening again succeeds."""
     import sqlalchemy.exc
 
-    raced = ("already exists", "alembic_version", "UNIQUE constraint failed", "duplicate key")
+    raced = ("already exists", "alembic_version", "UNIQUE constraint failed", "duplicate key",
+             "database is locked")  # SQLite's answer, without its busy timeout, to a reader turning writer mid-race
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
@@ -99,8 +100,19 @@ def absolute_url(url: str) -> str:
     return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
-def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
+def _write_ahead_log(storage: optuna.storages.RDBStorage, tries: int = 20) -> None:
     """SQLite in WAL mode (kept in the file): readers (the dashboard, `front`) never block the writers,
-    and writers of several search processes queue on the busy timeout instead of failing."""
-    with storage.engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    and writers of several search processes queue on the busy timeout instead of failing. Switching the mode
+    needs the file to itself and SQLite may answer "database is locked" at once, without the busy timeout
+    (processes opening a new study together): tried again, briefly."""
+    import sqlalchemy.exc
+
+    for attempt in range(tries):
+        try:
+            with storage.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except sqlalchemy.exc.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
