@@ -60,9 +60,7 @@ def open_storage(url: str, *, must_exist: bool = False, wait_s: float | None = N
                          "sqlite:///studies/x.db or postgresql://user:pass@host:5432/db") from None
     engine_kwargs = _engine_kwargs(parsed, url, must_exist, wait_s)
     try:
-        storage = _rdb_storage(url, engine_kwargs)
-        if parsed.get_backend_name() == "sqlite":
-            _write_ahead_log(storage)
+        storage = _rdb_storage(url, engine_kwargs, wal=parsed.get_backend_name() == "sqlite")
         if wait_s is None:
             return storage
         return PatientStorage(record.cached(storage), wait_s=wait_s, name=f"storage {redact(url)}")
@@ -71,17 +69,21 @@ def open_storage(url: str, *, must_exist: bool = False, wait_s: float | None = N
         raise UsageError(f"cannot open storage {redact(url)!r}: {reason}") from None
 
 
-def _rdb_storage(url: str, engine_kwargs: dict, tries: int = 5) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage. Two processes opening a new database at once both create its tables, and the
-    slower one fails with "table ... already exists", a duplicate schema version or "database is locked" (seen
-    with SQLite: a search and a reader started together): the schema is there by then, so opening again succeeds."""
+def _rdb_storage(url: str, engine_kwargs: dict, *, wal: bool, tries: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage (``wal``: an SQLite file switched to WAL mode). Two processes opening a new database
+    at once both create its tables, and the slower one fails with "table ... already exists", a duplicate schema
+    version or "database is locked" (seen with SQLite: a search and a reader started together; SQLite answers a
+    reader turning writer mid-race, and a switch of journal mode, at once, without its busy timeout): the schema
+    is there by then, so opening again succeeds."""
     import sqlalchemy.exc
 
-    raced = ("already exists", "alembic_version", "UNIQUE constraint failed", "duplicate key",
-             "database is locked")  # SQLite's answer, without its busy timeout, to a reader turning writer mid-race
+    raced = ("already exists", "alembic_version", "UNIQUE constraint failed", "duplicate key", "database is locked")
     for attempt in range(tries):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            if wal:
+                _write_ahead_log(storage)
+            return storage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             if not any(sign in str(exc) for sign in raced) or attempt == tries - 1:
                 raise
@@ -100,19 +102,8 @@ def absolute_url(url: str) -> str:
     return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
 
 
-def _write_ahead_log(storage: optuna.storages.RDBStorage, tries: int = 20) -> None:
+def _write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
     """SQLite in WAL mode (kept in the file): readers (the dashboard, `front`) never block the writers,
-    and writers of several search processes queue on the busy timeout instead of failing. Switching the mode
-    needs the file to itself and SQLite may answer "database is locked" at once, without the busy timeout
-    (processes opening a new study together): tried again, briefly."""
-    import sqlalchemy.exc
-
-    for attempt in range(tries):
-        try:
-            with storage.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-            return
-        except sqlalchemy.exc.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == tries - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+    and writers of several search processes queue on the busy timeout instead of failing."""
+    with storage.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
