@@ -10,7 +10,17 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 from autotradeoff.cost import count_flops, model_size
 from autotradeoff.front.apply import save_model_dir
 from autotradeoff.models.bert import AxBertForSequenceClassification
-from autotradeoff.techniques.axformer import AxFormer, _greedy_units, approximate, greedy_plan, plan_from_sites, plan_knobs, taylor_importance
+from autotradeoff.techniques.axformer import (
+    AxFormer,
+    _greedy_units,
+    approximate,
+    block_order,
+    block_times,
+    greedy_plan,
+    plan_from_sites,
+    plan_knobs,
+    taylor_importance,
+)
 
 AXFORMER = AxFormer()
 DEFAULTS = AXFORMER.off()
@@ -115,6 +125,50 @@ def test_greedy_pass_keeps_the_validation_loss_within_its_tolerance(classifier, 
     assert bool((losses(approximate(classifier, strict)) <= losses(classifier) + 1e-6).all())  # no sample worse
 
 
+def test_the_cost_aware_order_takes_free_savings_biggest_first_then_the_least_loss_rise_per_ms():
+    effect = {"a": 1.0, "b": 0.9, "c": 1.2, "d": 1.1, "e": 0.95}  # mean selection loss without each block; 1.0 with all
+    saved = {"a": 1.0, "b": 0.5, "c": 3.0, "d": 0.4, "e": 2.0}
+    assert block_order(effect, 1.0, saved) == ["e", "a", "b", "c", "d"]  # c: 0.2 / 3 ms, d: 0.1 / 0.4 ms
+    assert sorted(effect, key=effect.get) == ["b", "e", "a", "d", "c"]  # the paper's order, for contrast
+
+
+def test_block_times_time_every_sublayer_and_identical_layers_share_their_time(classifier, inputs):
+    call = lambda model: lambda: model(input_ids=inputs["input_ids"][:1])  # noqa: E731
+    times = block_times(classifier, call(classifier), threads=1)
+    assert set(times) == {(i, kind) for i in range(4) for kind in ("attention", "ffn")}
+    assert all(ms > 0 for ms in times.values())
+    assert len({times[i, "attention"] for i in range(4)}) == 1 and len({times[i, "ffn"] for i in range(4)}) == 1
+    plan = plan_from_sites(classifier.bert, DEFAULTS)
+    plan[0]["heads"] = [0]
+    smaller = approximate(classifier, plan)
+    times = block_times(smaller, call(smaller), threads=1)
+    assert times[0, "attention"] != times[1, "attention"] == times[3, "attention"]  # layer 0 has other shapes now
+
+
+def test_the_cost_aware_greedy_pass_keeps_the_loss_within_its_tolerance_and_needs_the_times(classifier, inputs):
+    losses = batch_losses(inputs)
+    scores = taylor_importance(classifier, gradients_on(inputs))[:2]
+    base = float(losses(classifier).mean())
+    config = {**DEFAULTS, "ax_mode": "greedy", "ffn_group_size": 16, "loss_tol": 0.3, "block_order": "loss_per_ms"}
+    with pytest.raises(ValueError, match="block_ms"):
+        greedy_plan(classifier, losses, scores, config)
+    slow_attention = {(i, kind): 5.0 if kind == "attention" else 0.1 for i in range(4) for kind in ("attention", "ffn")}
+    plan, _ = greedy_plan(classifier, losses, scores, config, slow_attention)
+    assert float(losses(approximate(classifier, plan)).mean()) <= 1.3 * base + 1e-6
+
+    def priced(model):  # a selection loss that each whole block's removal raises by a known amount
+        plan = getattr(model.config, "axformer_plan", None) or []  # the fine-tuned model has none
+        rise = sum(0.04 * (s["attention"] == "drop") + 0.03 * (s["ffn"] == "drop") for s in plan)
+        return torch.full((8,), 1.0 + rise)
+
+    dropped = lambda plan, kind: sum(site[kind] == "drop" for site in plan)  # noqa: E731
+    config = {**config, "loss_tol": 0.1}
+    paper, _ = greedy_plan(classifier, priced, scores, {**config, "block_order": "loss"}, slow_attention)
+    assert (dropped(paper, "ffn"), dropped(paper, "attention")) == (3, 0)  # least harmful first: 0.09 spent on FFN
+    costly, _ = greedy_plan(classifier, priced, scores, config, slow_attention)
+    assert (dropped(costly, "ffn"), dropped(costly, "attention")) == (0, 2)  # 0.04 per 5 ms beats 0.03 per 0.1 ms
+
+
 def test_greedy_pass_trying_every_unit_goes_on_past_a_rejected_one(classifier, inputs):
     scores = taylor_importance(classifier, gradients_on(inputs))[:2]
     full = plan_from_sites(classifier.bert, DEFAULTS)
@@ -134,7 +188,9 @@ def test_the_plan_cache_key_holds_what_shapes_the_plan_and_nothing_else():
     greedy = {**DEFAULTS, "ax_mode": "greedy"}
     assert plan_knobs(greedy) == plan_knobs({**greedy, "refinetune": "off", "refinetune_epochs": 3, "drop_ffn_layers": 2})
     assert "unit_pass" not in plan_knobs(greedy)  # the default keeps the keys of plans cached before the knob
-    for knob, value in (("loss_tol", 0.2), ("accept_frac", 0.5), ("ffn_group_size", 256), ("unit_pass", "all")):
+    assert "block_order" not in plan_knobs(greedy)
+    for knob, value in (("loss_tol", 0.2), ("accept_frac", 0.5), ("ffn_group_size", 256), ("unit_pass", "all"),
+                        ("block_order", "loss_per_ms")):
         assert plan_knobs({**greedy, knob: value}) != plan_knobs(greedy), knob
     sites = {**DEFAULTS, "heads_kept": 0.5}
     assert plan_knobs(sites) != plan_knobs({**sites, "heads_kept": 0.75}) != plan_knobs(greedy)

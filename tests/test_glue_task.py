@@ -1,6 +1,7 @@
 """SST-2 on real data with the real all-MiniLM-L6-v2 (tiny fidelity): the trial function, the fine-tune
 cache, then search -> export -> apply through the installed command with real Ray."""
 
+import json
 import statistics
 
 import pytest
@@ -118,6 +119,20 @@ def test_greedy_plans_read_the_selection_split_and_are_cached_by_it(baseline):
     greedy = run_trial("sst2", config, held)
     assert greedy["finetune_reused"] == 1  # the same fine-tune, planned on other samples:
     assert len(set((cache_dir() / "axplan").iterdir()) - plans) == 2  # its own importances and plan
+
+
+def test_a_cost_aware_greedy_pass_times_the_blocks_on_the_deployed_call_and_keeps_them_with_its_plan(baseline):
+    config = {**TRAIN, "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.refinetune": "off"}
+    run_trial("sst2", config, TINY)
+    plans = set((cache_dir() / "axplan").iterdir())
+    costly = run_trial("sst2", {**config, "axformer.block_order": "loss_per_ms"}, TINY)
+    assert costly["finetune_reused"] == 1 and costly["selection_passes"] >= 2 + 2 * 6
+    new = set((cache_dir() / "axplan").iterdir()) - plans
+    assert len(new) == 1  # a plan of its own; the importances are the paper-order pass's
+    times = json.loads((new.pop() / "plan.json").read_text())["block_ms"]
+    assert sorted(times) == sorted(f"{i}/{kind}" for i in range(6) for kind in ("attention", "ffn"))
+    assert all(ms > 0 for ms in times.values())
+    assert len({times[f"{i}/attention"] for i in range(6)}) == 1  # MiniLM's layers are alike: one time per kind
 
 
 def recording(starts):

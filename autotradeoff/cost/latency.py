@@ -46,7 +46,7 @@ import torch
 
 from autotradeoff.cost.alone import alone, lock_dir
 
-__all__ = ["Anchor", "LatencyStats", "anchor_ms", "measure_latency", "reference_ms"]
+__all__ = ["Anchor", "LatencyStats", "anchor_ms", "measure_latency", "measure_parts", "reference_ms"]
 
 _REFERENCE = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
 
@@ -190,3 +190,34 @@ def measure_latency(
     return LatencyStats(median_ms=middle, iqr_ms=high - low, min_ms=min(samples), repeats=len(samples), warmup=warmup,
                         threads=threads, raw_median_ms=statistics.median(samples), reference_ms=scale,
                         anchor=anchor.key if anchored else "")
+
+
+def measure_parts(fn: Callable[[], object], parts: dict[object, tuple[torch.nn.Module, torch.nn.Module]], *,
+                  warmup: int = 3, repeats: int = 30, threads: int | None = None) -> dict[object, float]:
+    """The median ms each part of a model takes inside ``fn()`` (a call of the whole model): a part is the
+    span from its first module's start to its last module's end (``(m, m)``: one module), read by forward hooks
+    on ``repeats`` calls after ``warmup``, at ``threads`` threads, alone on the host, autograd off. Raw times,
+    not scaled by a reference: the parts of one call are compared with each other, under the same machine state."""
+    starts: dict[object, float] = {}
+    samples: dict[object, list[float]] = {key: [] for key in parts}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    def began(key: object) -> Callable[..., None]:
+        return lambda *_: (sync(), starts.__setitem__(key, time.perf_counter()))[-1]
+
+    def ended(key: object) -> Callable[..., None]:
+        return lambda *_: (sync(), samples[key].append((time.perf_counter() - starts[key]) * 1000.0))[-1]
+
+    hooks = [h for key, (first, last) in parts.items()
+             for h in (first.register_forward_pre_hook(began(key)), last.register_forward_hook(ended(key)))]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        with alone(), torch.inference_mode():
+            for _ in range(warmup + repeats):
+                fn()
+    finally:
+        torch.set_num_threads(previous)
+        for hook in hooks:
+            hook.remove()
+    return {key: statistics.median(times[warmup:]) for key, times in samples.items()}

@@ -21,6 +21,8 @@ The text family's pipeline (what a text technique may wrap or call):
 - ``tuned(seed) -> (model, TrainStats)``: the plain fine-tune of ``seed`` (cached on disk);
 - ``key(seed, what) -> str``: a cache key for what ``seed``'s fine-tune is keyed by, plus ``what``;
 - ``cached(key, make) -> (model, TrainStats)``: ``make()``'s trained model, cached on disk under ``key``;
+- ``latency_call() -> (inputs, threads)``: the batch-1 model inputs the trial's ``latency_ms`` is timed on, and
+  the thread count it is timed with;
 - ``approximate(seed) -> (model, selection passes, TrainStats)``: the model a trial deploys for ``seed`` and
   all the training-side work it took (plain: ``tuned(seed)``, no passes).
 
@@ -75,7 +77,7 @@ from autotradeoff.techniques import Pipeline
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["GlueTask", "over_seeds", "sst2", "rte", "cola", "mrpc", "qnli"]
+__all__ = ["GlueTask", "over_seeds", "timing_inputs", "sst2", "rte", "cola", "mrpc", "qnli"]
 
 TRAINING = {
     "lr": Knob("lr", "float", 5e-5, 1e-7, 1e-2, help="AdamW peak learning rate (at batch_size)"),
@@ -200,6 +202,7 @@ class GlueTask(Task):
             "tuned": lambda seed: tuned(pipeline, seed),
             "key": lambda seed, what=None: _hash(self.training_key(config, {**fidelity, "seed": seed}, device=device), what),
             "cached": lambda key, make: cached_model(key, make, device=device),
+            "latency_call": lambda: (timing_inputs(validation, device)[0], fidelity["threads"]),
             "approximate": lambda seed: (lambda tuned: (tuned[0], 0, tuned[1]))(pipeline.tuned(seed))},
             context={"selection": {"select_size": fidelity["select_size"]} if fidelity["select_size"] else {}}, dry=dry)
 
@@ -288,11 +291,7 @@ class GlueTask(Task):
         """Latency at batch 1 (a median-length validation sequence) and 32 (the first 32 validation rows), each
         timed beside the plain pretrained model's same call (``anchor``), FLOPs of the batch-1 call, and size after
         removal."""
-        median = statistics.median_low(len(e.ids) for e in rows)
-        one = collate([next(e for e in rows if len(e.ids) == median)], device)
-        many = collate(rows[:32], device)
-        for inputs in (one, many):
-            inputs.pop("labels")
+        one, many = timing_inputs(rows, device)
         threads, warmup, repeats = fidelity["threads"], fidelity["latency_warmup"], fidelity["latency_repeats"]
         plain = self.anchor(fidelity, device)
         key = lambda inputs: (f"{self.name}-{fidelity['model']}-{'x'.join(map(str, inputs['input_ids'].shape))}"  # noqa: E731
@@ -303,6 +302,16 @@ class GlueTask(Task):
                               threads=threads, model=model, anchor=Anchor(key(many), lambda: plain(**many)))
         return {**b1.as_metrics(), **b32.as_metrics("latency_b32"), "flops": float(count_flops(lambda: model(**one))),
                 **{k: float(v) for k, v in model_size(model).items()}}
+
+
+def timing_inputs(rows: list[Encoded], device: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The model inputs latency is timed on: batch 1 (a median-length row of ``rows``) and batch 32 (the first 32)."""
+    median = statistics.median_low(len(e.ids) for e in rows)
+    one = collate([next(e for e in rows if len(e.ids) == median)], device)
+    many = collate(rows[:32], device)
+    for inputs in (one, many):
+        inputs.pop("labels")
+    return one, many
 
 
 def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
