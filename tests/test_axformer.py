@@ -126,10 +126,11 @@ def test_greedy_pass_keeps_the_validation_loss_within_its_tolerance(classifier, 
 
 
 def test_the_cost_aware_order_takes_free_savings_biggest_first_then_the_least_loss_rise_per_ms():
-    effect = {"a": 1.0, "b": 0.9, "c": 1.2, "d": 1.1, "e": 0.95}  # mean selection loss without each block; 1.0 with all
-    saved = {"a": 1.0, "b": 0.5, "c": 3.0, "d": 0.4, "e": 2.0}
-    assert block_order(effect, 1.0, saved) == ["e", "a", "b", "c", "d"]  # c: 0.2 / 3 ms, d: 0.1 / 0.4 ms
-    assert sorted(effect, key=effect.get) == ["b", "e", "a", "d", "c"]  # the paper's order, for contrast
+    effect = {"a": 1.0, "b": 0.9, "c": 1.2, "d": 1.1, "e": 0.95, "f": 0.8}  # mean loss without each block; 1.0 with all
+    saved = {"a": 1.0, "b": 0.5, "c": 3.0, "d": 0.4, "e": 2.0, "f": 1.0}
+    # free: e (2 ms), then f before a (the same 1 ms, f the lower loss), b; then c: 0.2 / 3 ms, d: 0.1 / 0.4 ms
+    assert block_order(effect, 1.0, saved) == ["e", "f", "a", "b", "c", "d"]
+    assert sorted(effect, key=effect.get) == ["f", "b", "e", "a", "d", "c"]  # the paper's order, for contrast
 
 
 def test_block_times_time_every_sublayer_and_identical_layers_share_their_time(classifier, inputs):

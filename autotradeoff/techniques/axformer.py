@@ -216,9 +216,10 @@ def block_times(model: nn.Module, call: Callable[[], object], *, threads: int) -
 
 def block_order(effect: dict[Any, float], base: float, saved_ms: dict[Any, float]) -> list[Any]:
     """The blocks in the order ``loss_per_ms`` tries them (a knapsack's greedy order): first those whose removal
-    alone does not raise the mean loss ``effect`` above ``base``, the largest time saving first; then the others by
-    loss rise per ms saved, the cheapest first. (Dividing a fall of the loss by the ms would put small savings first.)"""
-    free = sorted((n for n in effect if effect[n] <= base), key=lambda n: -saved_ms[n])
+    alone does not raise the mean loss ``effect`` above ``base``, the largest time saving first and, among equal
+    savings (blocks of the same shapes), the lowest loss first; then the others by loss rise per ms saved, the
+    cheapest first. (Dividing a fall of the loss by the ms would put small savings first.)"""
+    free = sorted((n for n in effect if effect[n] <= base), key=lambda n: (-saved_ms[n], effect[n]))
     rise = sorted((n for n in effect if effect[n] > base), key=lambda n: (effect[n] - base) / max(saved_ms[n], 1e-9))
     return free + rise
 
