@@ -17,10 +17,8 @@ FFN kept or dropped, the heads and FFN neurons kept, top-K) is chosen one of two
   computes the full score matrix, so it saves no time in eager PyTorch. ``block_order`` ``loss_per_ms`` (not in
   the paper) tries the whole sublayers by what they cost against what they save: each block's time inside the
   deployed batch-1 call is measured (``cost.measure_parts``; blocks of the same shapes share their mean), and
-  the order is a knapsack's greedy one (``block_order``). Why: the paper's order spends the loss budget on
-  whatever hurts least, whatever that saves. On MiniLM-L6 at 8,000 SST-2 sentences (3 seeds, README
-  "Benchmarks") it chose the paper's plan on two seeds and a faster, better one on the third: 1.78x against
-  1.67x at batch 1, -0.27 against -0.42 test points.
+  the order is a knapsack's greedy one (``block_order``). On MiniLM-L6 (SST-2, 3 seeds, README "Benchmarks") it
+  chose the paper's plan on two seeds and a faster, better one on the third: 1.78x at -0.27 against 1.67x at -0.42.
 Both read the task's selection split (``losses``/``gradients``; the validation split unless the task holds one out);
 ``loss_per_ms`` also times the pipeline's ``latency_call`` (the batch-1 call the trial's latency is measured on).
 Plans that read the fine-tuned model are cached on disk by (that fine-tune's key, the plan's knobs, the split), with the
