@@ -52,7 +52,8 @@ from tables import markdown_table, write_csv  # benchmarks/tables.py
 
 from autotradeoff.cost import count_flops, measure_latency
 from autotradeoff.tasks import get_task
-from autotradeoff.tasks.glue_model import collate, predict
+from autotradeoff.tasks.glue import timing_inputs
+from autotradeoff.tasks.glue_model import predict
 
 PAPER = {"tokendrop.batching": "bucket", "tokendrop.drop_mode": "mod-width", "tokendrop.bucket_width": 5,
          "tokendrop.max_drop": 0.2, "tokendrop.batch_growth": True, "tokendrop.lr_scaling": "sqrt", "dropout": 0.025}
@@ -166,10 +167,7 @@ def accuracy(predictions: list[int], rows: list) -> float:
 
 def measure(results: dict, dev: list, rounds: int) -> dict:
     """Latency of every distinct architecture (by its plan), measured at the end in interleaved rounds."""
-    median = statistics.median_low(len(e.ids) for e in dev)
-    one, many = collate([next(e for e in dev if len(e.ids) == median)], "cpu"), collate(dev[:32], "cpu")
-    for inputs in (one, many):
-        inputs.pop("labels")
+    one, many = timing_inputs(dev, "cpu")  # the calls a trial's latency_ms / latency_b32_ms time
     arch = {key: json.dumps(getattr(r["model"].config, "axformer_plan", None)) for key, r in results.items()}
     distinct = {plan: results[key]["model"] for key, plan in arch.items()}
     timed = interleaved_latency({plan: m.eval() for plan, m in distinct.items()}, one, many, rounds=rounds)

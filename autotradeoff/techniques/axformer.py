@@ -227,7 +227,7 @@ def greedy_plan(model: nn.Module, losses: Callable[[nn.Module], torch.Tensor], s
     """The greedy pass (module docstring); returns (plan, selection passes). ``losses`` scores a model on the
     selection split (one loss per sample); ``scores`` ranks heads and FFN neurons (``taylor_importance``);
     ``block_ms`` (``block_times``) is what each whole sublayer costs, which ``block_order`` ``loss_per_ms`` needs."""
-    by_cost = config.get("block_order", "loss") == "loss_per_ms"
+    by_cost = config["block_order"] == "loss_per_ms"
     if by_cost and block_ms is None:
         raise ValueError("block_order loss_per_ms needs the blocks' times (block_ms)")
     layers = model.bert.encoder.layer
@@ -373,8 +373,7 @@ class AxFormer(Technique):
             timed = {}
             if own["block_order"] == "loss_per_ms":
                 inputs, threads = pipeline.latency_call()
-                model = tuned.eval()
-                timed = block_times(model, lambda: model(**inputs), threads=threads)
+                timed = block_times(tuned.eval(), lambda: tuned(**inputs), threads=threads)
             plan, passes = greedy_plan(tuned, losses, ranks, own, timed)
             return {"plan": plan, "passes": passes, "flops": flops["sum"],
                     **({"block_ms": {f"{i}/{kind}": ms for (i, kind), ms in timed.items()}} if timed else {})}
