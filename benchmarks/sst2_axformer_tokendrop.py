@@ -22,9 +22,11 @@ and, where the batching is the same, their batch order: differences are paired b
    ends at the first single unit rejected), re-fine-tuned from pretrained; and at 15% with the whole sublayers
    tried by loss rise per ms they save (``block_order: loss_per_ms``, not in the paper; blocks timed at 1 thread
    on the batch-1 call, as the latency here), every unit tried, re-fine-tuned from pretrained;
-6. the plain fine-tune and the greedy pass (10%, re-fine-tuned from pretrained) at 3 epochs: is the greedy pass's
-   tie with the plain fine-tune at 2 epochs one of underfitting? A run is compared with the plain fine-tune of
-   its own epochs (``baselines``).
+6. the plain fine-tune, the greedy pass (10%, re-fine-tuned from pretrained) and TokenDrop + BucketSampler (batches
+   of 32, dropout 0.025 and 0.1) at 3 epochs: is the greedy pass's tie with the plain fine-tune at 2 epochs one of
+   underfitting, and does TokenDrop regularise (the paper's claim) where the plain fine-tune starts to overfit? A
+   run is compared with the plain fine-tune of its own epochs (``baselines``).
+The report also splits each run's test-accuracy difference by dev sentence length (thirds by token count).
 Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
 greedy pass selects on. Intervals of the test-accuracy difference to the plain fine-tune: paired bootstrap
 95% over dev sentences of the 3-seed mean (``ci``), and the t interval over the 3 per-seed differences
@@ -82,6 +84,8 @@ RUNS = {
     "AxFormer greedy (loss +0%, half the samples no worse: the paper's tests), re-fine-tuned from pretrained": {
         "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.0, "axformer.accept_frac": 0.5},
     "plain fine-tune, 3 epochs": {"epochs": 3},
+    "TokenDrop + BucketSampler, batches of 32, 3 epochs": {**BATCHES_32, "epochs": 3},
+    "TokenDrop + BucketSampler, batches of 32, dropout 0.1, 3 epochs": {**BATCHES_32, "dropout": 0.1, "epochs": 3},
     "AxFormer greedy (loss +10%), re-fine-tuned from pretrained, 3 epochs": {"epochs": 3, "axformer.ax_mode": "greedy",
                                                                             "axformer.loss_tol": 0.1},
 }
@@ -205,6 +209,24 @@ def summarise(results: dict, latency: dict, bases: dict[str, str], seeds: list[i
     return rows
 
 
+def by_length(results: dict, bases: dict[str, str], seeds: list[int], test: list) -> list[dict]:
+    """Per run: the seed-mean test-accuracy difference to its baseline within each third of dev by token count."""
+    cuts = statistics.quantiles([len(e.ids) for e in test], n=3)
+    third = [sum(len(e.ids) > c for c in cuts) for e in test]
+    names = [f"{lo}-{hi} tokens" for lo, hi in zip([min(len(e.ids) for e in test), *(int(c) + 1 for c in cuts)],
+                                                    [*(int(c) for c in cuts), max(len(e.ids) for e in test)])]
+    rows = []
+    for name, base in bases.items():
+        row = {"run": name}
+        for k, label in enumerate(names):
+            idx = [i for i, t in enumerate(third) if t == k]
+            gains = [sum((results[name, s]["test"][i] == test[i].label) - (results[base, s]["test"][i] == test[i].label)
+                         for i in idx) / len(idx) for s in seeds]
+            row[f"{label} ({len(idx)})"] = f"{100 * statistics.fmean(gains):+.2f}"
+        rows.append(row)
+    return rows
+
+
 def targets(rows: list[dict]) -> list[str]:
     by_name, check = {r["run"]: r for r in rows}, (lambda ok: "met" if ok else "MISSED")  # noqa: E731
     tokendrop = [r for r in rows if r["run"].startswith("TokenDrop")]
@@ -269,10 +291,12 @@ def main() -> None:
     _, validation, test = task.data(fidelity)
     rows = summarise(results, latency, baselines(configs), list(range(args.seeds)), validation, test)
     reused = sum(r["train"].reused for r in results.values())
-    write(rows, args, time.perf_counter() - started, configs, reused=reused, runs=len(results))
+    lengths = by_length(results, baselines(configs), list(range(args.seeds)), test)
+    write(rows, lengths, args, time.perf_counter() - started, configs, reused=reused, runs=len(results))
 
 
-def write(rows: list[dict], args: argparse.Namespace, wall: float, configs: dict, *, reused: int, runs: int) -> None:
+def write(rows: list[dict], lengths: list[dict], args: argparse.Namespace, wall: float, configs: dict, *, reused: int,
+          runs: int) -> None:
     stem = args.out / args.stem
     write_csv(rows, stem.with_suffix(".csv"))
     cols = ["run", "test_accuracy", "test_std", "diff", "ci", "seed_ci", "val_accuracy", "latency_b1_ms", "latency_b1_iqr_ms",
@@ -300,7 +324,10 @@ def write(rows: list[dict], args: argparse.Namespace, wall: float, configs: dict
              "same round (paired, so a slow round slows both), mean over seeds. "
              "`train_time_s`: per seed, everything that produced the model (AxFormer: the plain fine-tune its plan is "
              "read from, the selection passes, the re-fine-tune).", "",
-             *markdown_table(rows, cols), *targets(rows), "", "Configs:", "",
+             *markdown_table(rows, cols), *targets(rows), "",
+             "Test accuracy by dev sentence length (thirds by token count, with [CLS]/[SEP]; sentences in brackets): "
+             "seed-mean difference to the run's plain fine-tune, in points:", "",
+             *markdown_table(lengths, list(lengths[0])), "", "Configs:", "",
              *[f"- {name}: `{json.dumps(config)}`" for name, config in configs.items()]]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
