@@ -289,13 +289,14 @@ def main() -> None:
         bases = baselines(configs)
         chosen = {name for name in configs if args.select.search(name)}
         configs = {name: config for name, config in configs.items() if name in chosen | {bases[n] for n in chosen}}
-    started = time.perf_counter()
-    results = train_all(task, fidelity, configs, list(range(args.seeds)))
-    latency = measure(results, task.data(fidelity)[2], args.rounds)
+    started, seeds = time.perf_counter(), list(range(args.seeds))
+    results = train_all(task, fidelity, configs, seeds)
     _, validation, test = task.data(fidelity)
-    rows = summarise(results, latency, baselines(configs), list(range(args.seeds)), validation, test)
+    latency = measure(results, test, args.rounds)
+    bases = baselines(configs)
+    rows = summarise(results, latency, bases, seeds, validation, test)
     reused = sum(r["train"].reused for r in results.values())
-    lengths = by_length(results, baselines(configs), list(range(args.seeds)), test)
+    lengths = by_length(results, bases, seeds, test)
     write(rows, lengths, args, time.perf_counter() - started, configs, reused=reused, runs=len(results))
 
 
