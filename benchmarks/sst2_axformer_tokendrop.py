@@ -27,14 +27,15 @@ and, where the batching is the same, their batch order: differences are paired b
    underfitting, and does TokenDrop regularise (the paper's claim) where the plain fine-tune starts to overfit? A
    run is compared with the plain fine-tune of its own epochs (``baselines``); and the 2-epoch greedy plan
    (10%) re-fine-tuned for 3 epochs (does the smaller model use a longer re-fine-tune, where the plain one does
-   not?), compared with the 2-epoch plain fine-tune, the better of the two plain ones.
+   not?), compared with the 2-epoch plain fine-tune, the better of the two plain ones; and the greedy pass at 15%
+   and 20% with every unit tried (the ``sst2`` space's greedy trials), re-fine-tuned for 2 or 3 epochs.
 The report also splits each run's test-accuracy difference by dev sentence length (thirds by token count).
 Test = GLUE dev (872 sentences), only reported; validation = the task's stratified slice of train, which the
-greedy pass selects on. Intervals of the test-accuracy difference to the plain fine-tune: paired bootstrap
-95% over dev sentences of the 3-seed mean (``ci``), and the t interval over the 3 per-seed differences
-(``seed_ci``). Fine-tuning runs one job at a time on ``--threads`` threads; latency is re-measured for
-every distinct model at the end, alone, in interleaved rounds at 1 thread (batch 1: a median-length dev
-sentence; batch 32: the first 32 dev sentences).
+greedy pass selects on unless ``--select-size`` holds out a split of its own for it. Intervals of the
+test-accuracy difference to the plain fine-tune: paired bootstrap 95% over dev sentences of the 3-seed mean
+(``ci``), and the t interval over the 3 per-seed differences (``seed_ci``). Fine-tuning runs one job at a time
+on ``--threads`` threads; latency is re-measured for every distinct model at the end, alone, in interleaved
+rounds at 1 thread (batch 1: a median-length dev sentence; batch 32: the first 32 dev sentences).
 
     python benchmarks/sst2_axformer_tokendrop.py          # the issue's size: hours on 2 CPU cores
 """
@@ -87,6 +88,12 @@ RUNS = {
         "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.0, "axformer.accept_frac": 0.5},
     "AxFormer greedy (loss +10%) on the 2-epoch fine-tune, re-fine-tuned from pretrained for 3 epochs": {
         "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.1, "axformer.refinetune_epochs": 3},
+    "AxFormer greedy (loss +15%), every unit tried, re-fine-tuned from pretrained for 3 epochs": {
+        "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.15, "axformer.unit_pass": "all", "axformer.refinetune_epochs": 3},
+    "AxFormer greedy (loss +20%), every unit tried, re-fine-tuned from pretrained": {
+        "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.unit_pass": "all"},
+    "AxFormer greedy (loss +20%), every unit tried, re-fine-tuned from pretrained for 3 epochs": {
+        "axformer.ax_mode": "greedy", "axformer.loss_tol": 0.2, "axformer.unit_pass": "all", "axformer.refinetune_epochs": 3},
     "plain fine-tune, 3 epochs": {"epochs": 3},
     "TokenDrop + BucketSampler, batches of 32, 3 epochs": {**BATCHES_32, "epochs": 3},
     "TokenDrop + BucketSampler, batches of 32, dropout 0.1, 3 epochs": {**BATCHES_32, "dropout": 0.1, "epochs": 3},
@@ -261,7 +268,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--val-size", type=int, default=872, help="validation sentences (the greedy pass runs over them)")
+    parser.add_argument("--val-size", type=int, default=872, help="validation sentences (the greedy pass runs over them "
+                        "unless --select-size holds out a selection split)")
+    parser.add_argument("--select-size", type=int, default=0, help="AxFormer's selection split: training sentences held "
+                        "out apart from validation, which the greedy pass selects on (the sst2 space's fidelity: 872)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=21, help="interleaved latency rounds")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
@@ -277,7 +287,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     task = get_task("sst2")
     # threads 1: what the cost-aware greedy pass times its blocks with, as the latency here (fine-tuning: --threads)
-    fidelity = task.fill_fidelity({"train_size": args.train_size, "val_size": args.val_size, "max_length": 64, "threads": 1,
+    fidelity = task.fill_fidelity({"train_size": args.train_size, "val_size": args.val_size, "select_size": args.select_size,
+                                   "max_length": 64, "threads": 1,
                                    "latency_warmup": 2, "latency_repeats": 10})
     sites = (dict(zip(("axformer.drop_ffn_layers", "axformer.drop_attn_layers"), args.sites, strict=True))
              if args.sites else sites_for(task, fidelity, 1.6, [(2, 2), (3, 2), (4, 2), (3, 3), (4, 3), (5, 3)]))
@@ -320,7 +331,10 @@ def write(rows: list[dict], lengths: list[dict], args: argparse.Namespace, wall:
              f"0-{args.seeds - 1}, {args.threads} threads, one job at a time; {wall / 60:.0f} min in all"
              + (f" ({reused} of {runs} models loaded from `AUTOTRADEOFF_CACHE`, trained alone by an earlier run of this "
                 "script: their `train_time_s` is that run's)" if reused else "") + ". Test = GLUE dev (872), "
-             f"validation = {args.val_size} stratified training sentences held out. `test_accuracy`: mean over seeds (`test_std` their "
+             f"validation = {args.val_size} stratified training sentences held out"
+             + (f"; the greedy pass selects on a split of its own, {args.select_size} training sentences held out apart "
+                "from validation (fidelity `select_size`)" if args.select_size else ", which the greedy pass selects on")
+             + ". `test_accuracy`: mean over seeds (`test_std` their "
              "spread); `diff`: minus the plain fine-tune's (the one of the run's epochs: a 3-epoch row against the 3-epoch "
              "plain fine-tune, likewise every ratio), paired by seed; `ci`: paired bootstrap 95% interval over dev "
              "sentences of the seed-mean difference; `seed_ci`: t interval over the per-seed differences. Latency: "
