@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install, run a real Cora search (~5 min on 2 cores), write reports/cora/index.html
-#               (make demo TASK=sst2 BUDGET=0.2cpu-h: the SST-2 AxFormer + TokenDrop search, ~8 min;
+#               (make demo TASK=sst2 BUDGET=1cpu-h: the SST-2 AxFormer + TokenDrop search, ~30 min;
 #                make demo TASK=fashion-mnist BUDGET=0.1cpu-h: the ICPC search, installs Debian's Fashion-MNIST)
 #   make test   create .venv, install with test extras and the Debian packages the tests use, run the test suite
 VENV       ?= .venv
