@@ -21,9 +21,7 @@ from autotradeoff.models.bert import full_plan
 from autotradeoff.presets import load_space
 from autotradeoff.tasks import get_task
 from autotradeoff.tasks.glue_model import sample_losses
-from autotradeoff.techniques.axformer import _changed, approximate
-
-SUBLAYERS = (("attention", {"attention": "drop", "topk": 0}), ("ffn", {"ffn": "drop"}))
+from autotradeoff.techniques.axformer import SUBLAYERS, approximate, without_sublayer
 
 
 def sublayer_losses(model, splits: dict[int, list]) -> tuple[dict[int, float], list[dict]]:
@@ -32,8 +30,8 @@ def sublayer_losses(model, splits: dict[int, list]) -> tuple[dict[int, float], l
     base = {n: mean(model, rows) for n, rows in splits.items()}
     plan, rows = full_plan(len(model.bert.encoder.layer)), []
     for layer in range(len(plan)):
-        for kind, change in SUBLAYERS:
-            smaller = approximate(model, _changed(plan, layer, **change))
+        for kind in SUBLAYERS:
+            smaller = approximate(model, without_sublayer(plan, layer, kind))
             rows.append({"sublayer": f"layer {layer + 1} {kind}",
                          **{f"change_{n}": mean(smaller, split) / base[n] - 1 for n, split in splits.items()}})
     for n in splits:  # the order the pass tries them in on that split
@@ -53,8 +51,7 @@ def main() -> None:
     task = get_task("sst2")
     fidelity = task.fill_fidelity(dict(load_space("sst2").fidelity))
     model, _, _ = task.build(task.fill_config({}), fidelity, device="cpu", seed=args.seed)
-    cut = (fidelity["model"], fidelity["max_length"], fidelity["train_size"], fidelity["val_size"], fidelity["test_size"])
-    splits = {n: task.splits(*cut, n)[3] for n in args.splits}  # the selection split of that size
+    splits = {n: task.selection({**fidelity, "select_size": n}) for n in args.splits}
     with torch.no_grad():
         base, rows = sublayer_losses(model.eval(), splits)
     stem = args.out / "sst2_selection_split"

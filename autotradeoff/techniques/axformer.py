@@ -177,9 +177,13 @@ def approximate(model: nn.Module, plan: list[dict]) -> nn.Module:
     return new
 
 
-def _changed(plan: list[dict], index: int, **change: Any) -> list[dict]:
+SUBLAYERS = {"attention": {"attention": "drop", "topk": 0}, "ffn": {"ffn": "drop"}}  # whole sublayers the greedy pass drops
+
+
+def without_sublayer(plan: list[dict], layer: int, kind: str) -> list[dict]:
+    """``plan`` with layer ``layer``'s whole ``kind`` sublayer (``SUBLAYERS``) removed."""
     new = copy.deepcopy(plan)
-    new[index].update(change)
+    new[layer].update(SUBLAYERS[kind])
     return new
 
 
@@ -245,12 +249,10 @@ def greedy_plan(model: nn.Module, losses: Callable[[nn.Module], torch.Tensor], s
         return float(out.mean()) <= limit and float((out <= base).float().mean()) >= config["accept_frac"]
 
     plan = full_plan(len(layers))
-    blocks = {(i, kind): change for i in range(len(layers))
-              for kind, change in (("attention", {"attention": "drop", "topk": 0}), ("ffn", {"ffn": "drop"}))}
-    effect = {key: float(measure(_changed(plan, key[0], **change)).mean()) for key, change in blocks.items()}
+    effect = {(i, kind): float(measure(without_sublayer(plan, i, kind)).mean()) for i in range(len(layers)) for kind in SUBLAYERS}
     order = block_order(effect, float(base.mean()), block_ms) if by_cost else sorted(effect, key=effect.get)
     for key in order:  # whole sublayers (by default least harmful first)
-        if effect[key] <= limit and passes(candidate := _changed(plan, key[0], **blocks[key])):
+        if effect[key] <= limit and passes(candidate := without_sublayer(plan, *key)):
             plan = candidate
     group = min(config["ffn_group_size"], layers[0].intermediate.dense.out_features)
     plan = _greedy_units(plan, model, scores, group, passes, every=config["unit_pass"] == "all")
